@@ -1,0 +1,80 @@
+/*
+** loom.h: the public C API of loom, an async runtime for Lua 5.4 on libuv.
+**
+** A loom runtime lives inside one lua_State. It owns (or borrows) a libuv
+** loop, runs Lua functions as tasks and drives them from that loop.
+**
+** Failure reporting: functions returning int give 0 on success or a
+** negative error code (LOOM_E* below, or a libuv code); functions returning
+** a pointer give NULL on failure. Lua errors never escape these functions
+** unless the comment says so.
+*/
+#ifndef LOOM_H
+#define LOOM_H
+
+#include <lua.h>
+#include <uv.h>
+
+#define LOOM_VERSION "0.1.0"
+
+/* Error codes beyond libuv's (which are negative errno values). */
+#define LOOM_EFAILED   (-20001)  /* the task failed; its error is pushed */
+#define LOOM_EDEADLOCK (-20002)  /* the loop ran dry while the task waited */
+#define LOOM_EEXIT     (-20003)  /* a task called os.exit; see loom_exit_code */
+
+typedef struct loom loom_t;
+
+/* Called once per failed task whose error nobody retrieved. 'report' is
+** the whole message: error, traceback and the site that spawned the task. */
+typedef void (*loom_report_fn)(loom_t *lm, const char *report, void *ud);
+
+/*
+** Installs a runtime in L: opens the 'loom' module (left on the stack as
+** package.loaded.loom would be) and makes the runtime owned by L, so
+** lua_close(L) frees it. 'loop' is the host's loop, or NULL for a private
+** one. Returns NULL if L already has a runtime or memory runs out (then
+** nothing is pushed). Calling it again for the same L is an error.
+*/
+loom_t *loom_open(lua_State *L, uv_loop_t *loop);
+
+/* The runtime installed in L's state, or NULL. Any thread of L will do. */
+loom_t *loom_get(lua_State *L);
+
+/* The loop the runtime runs on. */
+uv_loop_t *loom_loop(loom_t *lm);
+
+/* Makes the stock globals of the loom CLI: sleep, create_task, spawn,
+** gather, async, await and loom. */
+void loom_openglobals(lua_State *L);
+
+/*
+** Pops a function and its nargs arguments from L and spawns them as a task;
+** pushes the Task. The task starts on the next loop turn. Returns 0, or
+** LOOM_E... with nothing pushed if the top is not callable.
+*/
+int loom_spawn(lua_State *L, int nargs);
+
+/*
+** Runs the loop until no work remains. If the value on top of L is a Task
+** (it is popped), waits for that task in particular: returns 0 and pushes
+** its results (the count is in *nresults when not NULL), or LOOM_EFAILED
+** and pushes its error value and a traceback string, or LOOM_EDEADLOCK,
+** or LOOM_EEXIT. Must not be called from inside a task.
+*/
+int loom_run(lua_State *L, int *nresults);
+
+/* The code given to os.exit once loom_run returned LOOM_EEXIT, and
+** whether the caller asked to close the state first. */
+int loom_exit_code(loom_t *lm, int *close_state);
+
+/*
+** Reports through the report hook every failure that nobody retrieved and
+** that is not reported yet. Returns how many failures were reported since
+** the previous call (by this call or when failed tasks were collected).
+*/
+int loom_report_unretrieved(loom_t *lm);
+
+/* Sets the report hook; NULL restores the default (stderr). */
+void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
+
+#endif

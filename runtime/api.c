@@ -1,0 +1,171 @@
+/*
+** api.c: the 'loom' module table: create_task/spawn, await, async,
+** gather, future, run, sleep, now, Cancelled, is_cancelled, version, and
+** loom.<name> submodules loaded on first use (loom.json, later loom.http,
+** so a script that never touches them never pays for them). Also loom's
+** os.exit, which stops the loop before the state is closed.
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+static const char os_exit_key = 0;  /* registry: Lua's own os.exit */
+
+static void checkcallable(lua_State *L, int idx) {
+  if (lua_isfunction(L, idx)) return;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_typeerror(L, idx, "function");
+}
+
+static int l_spawn(lua_State *L) {
+  checkcallable(L, 1);
+  loom__spawn(L, loom__up(L), lua_gettop(L) - 1);
+  return 1;
+}
+
+static int l_await(lua_State *L) {
+  loom_t *lm = loom__up(L);
+  luaL_checkany(L, 1);
+  if (loom__totask(L, 1)) return loom__await_task(L, lm, 1, "await");
+  if (luaL_testudata(L, 1, LOOM_FUTURE_MT))
+    return loom__await_future(L, lm, 1, "await");
+  return lua_gettop(L);  /* not awaitable: returned as is */
+}
+
+static int async_call(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  loom__spawn(L, loom__up(L), lua_gettop(L) - 1);
+  return 1;
+}
+
+static int l_async(lua_State *L) {
+  checkcallable(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_pushcclosure(L, async_call, 2);
+  return 1;
+}
+
+static int call_os_exit(lua_State *L, int code, int close) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &os_exit_key);
+  lua_pushinteger(L, code);
+  lua_pushboolean(L, close);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static int l_run(lua_State *L) {
+  loom_t *lm = loom__up(L);
+  int nres, r;
+  checkcallable(L, 1);
+  loom__spawn(L, lm, lua_gettop(L) - 1);
+  if (lm->current)  /* already inside loom: spawn and await, never nest */
+    return loom__await_task(L, lm, lua_gettop(L), "run");
+  if (lm->running) return luaL_error(L, "run: the loop is already running");
+  r = loom_run(L, &nres);
+  switch (r) {
+    case 0:
+      break;
+    case LOOM_EFAILED:
+      lua_pop(L, 1);  /* the traceback: the error itself goes on as is */
+      return lua_error(L);
+    case LOOM_EEXIT:
+      return call_os_exit(L, lm->exit_code, lm->exit_close);
+    default:
+      return luaL_error(L, "run: %s", lua_tostring(L, -1));
+  }
+  int failures = loom__report_failures(lm);
+  if (failures > 0)
+    return luaL_error(L, "run: %d task(s) failed and nobody retrieved "
+                      "the error (reported above)", failures);
+  return nres;
+}
+
+static int l_is_cancelled(lua_State *L) {
+  lua_pushboolean(L, loom__is_cancelled(L, 1));
+  return 1;
+}
+
+static int l_report(lua_State *L) {
+  lua_pushinteger(L, loom__report_failures(loom__up(L)));
+  return 1;
+}
+
+/* loom.<name>: requires "loom.<name>" the first time, if loom has it. */
+static int lazy_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  const char *name = lua_pushfstring(L, "loom.%s", lua_tostring(L, 2));
+  if (lua_getfield(L, -2, name) == LUA_TNIL) return 0;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+/* os.exit inside a task: stop the loop and let the host close the state
+** once no task is running, instead of closing it under the scheduler. */
+static int exit_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;  /* never resumed */
+}
+
+static const loom__wait exit_wait = { "os.exit", NULL };
+
+static int l_exit(lua_State *L) {
+  loom_t *lm = loom__up(L);
+  int code = EXIT_SUCCESS;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (lm->current == NULL || !lua_isyieldable(L))
+    return call_os_exit(L, code, lm->current == NULL && lua_toboolean(L, 2));
+  lm->exit_requested = 1;
+  lm->exit_code = code;
+  lm->exit_close = lua_toboolean(L, 2);
+  lm->stopping = 1;
+  uv_stop(lm->loop);
+  return loom__suspend(L, lm, &exit_wait, 0, exit_k);
+}
+
+void loom__open_os(lua_State *L, loom_t *lm) {
+  static const luaL_Reg fns[] = { {"exit", l_exit}, {NULL, NULL} };
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "exit");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &os_exit_key);
+    loom__setfuncs(L, lm, fns);
+  }
+  lua_pop(L, 1);
+}
+
+void loom__open_api(lua_State *L, loom_t *lm) {
+  static const luaL_Reg fns[] = {
+    {"create_task", l_spawn}, {"spawn", l_spawn}, {"await", l_await},
+    {"async", l_async}, {"gather", loom__gather}, {"run", l_run},
+    {"is_cancelled", l_is_cancelled}, {"report_unretrieved", l_report},
+    {NULL, NULL}
+  };
+  lua_newtable(L);
+  loom__setfuncs(L, lm, fns);
+  loom__open_timer(L, lm);
+  loom__open_future(L, lm);
+  lua_setfield(L, -2, "future");
+  luaL_getmetatable(L, LOOM_CANCELLED_MT);
+  lua_setfield(L, -2, "Cancelled");
+  lua_pushliteral(L, LOOM_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+}

@@ -1,0 +1,90 @@
+/*
+** error.c: the Cancelled error type, the message handler of task bodies
+** (it keeps a traceback beside the error, never inside it), and turning
+** a task's failure into the text that gets reported.
+*/
+#include "internal.h"
+
+static int cancelled_tostring(lua_State *L) {
+  lua_getfield(L, 1, "message");
+  if (!lua_isstring(L, -1)) lua_pushliteral(L, "task cancelled");
+  lua_pushfstring(L, "Cancelled: %s", lua_tostring(L, -1));
+  return 1;
+}
+
+void loom__open_error(lua_State *L) {
+  luaL_newmetatable(L, LOOM_CANCELLED_MT);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "Cancelled");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
+void loom__push_cancelled(lua_State *L) {
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "task cancelled");
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, LOOM_CANCELLED_MT);
+}
+
+int loom__is_cancelled(lua_State *L, int idx) {
+  int yes = 0;
+  if (lua_type(L, idx) == LUA_TTABLE && lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, LOOM_CANCELLED_MT);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  return yes;
+}
+
+/* Runs at the point of the error, inside the failing task's thread:
+** leaves the error value as it is and keeps the traceback in the
+** registry under the task's address, where the body picks it up. */
+int loom__msgh(lua_State *T) {
+  loom_t *lm = loom__thread_loom(T);
+  if (lm->current == NULL || loom__is_cancelled(T, 1)) return 1;
+  luaL_traceback(T, T, NULL, 1);
+  lua_rawsetp(T, LUA_REGISTRYINDEX, lm->current);
+  return 1;
+}
+
+/* The text lua.c would print for the error value at idx. */
+void loom__push_errmsg(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+    lua_pushstring(L, lua_tostring(L, idx));
+  else if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1))
+    return;
+  else
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+/* The report of the failed task at idx: message, traceback, spawn site. */
+void loom__push_report(lua_State *L, int idx) {
+  loom_task_t *t = lua_touserdata(L, idx);
+  luaL_Buffer b;
+  lua_Debug ar;
+  idx = lua_absindex(L, idx);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "error in a task nobody awaited: ");
+  lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+  loom__push_errmsg(L, -1);
+  lua_remove(L, -2);
+  luaL_addvalue(&b);
+  if (lua_getiuservalue(L, idx, LOOM_UV_THREAD) == LUA_TSTRING) {
+    luaL_addchar(&b, '\n');
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  if (lua_getiuservalue(L, idx, LOOM_UV_SPAWNER) == LUA_TFUNCTION &&
+      lua_getinfo(L, ">S", &ar)) {
+    lua_pushfstring(L, "\n(task spawned at %s:%d)", ar.short_src,
+                    t->spawn_line);
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_pushresult(&b);
+}

@@ -1,0 +1,246 @@
+/*
+** internal.h: what the runtime shares with itself and with bindings/.
+**
+** Ownership in one paragraph: a loom_t is malloc'd by loom_open and freed
+** by the __gc of a sentinel userdata in L's registry, so lua_close frees
+** it. A task is a full userdata ("loom.Task"); its Lua thread is anchored
+** in the task's first user value while it runs, and every unfinished task
+** is anchored in the live table (registry), so nothing the scheduler holds
+** as a raw pointer can be collected under it.
+*/
+#ifndef LOOM_INTERNAL_H
+#define LOOM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "loom.h"
+
+#define LOOM_TASK_MT      "loom.Task"
+#define LOOM_FUTURE_MT    "loom.Future"
+#define LOOM_CANCELLED_MT "loom.Cancelled"
+
+/* Resumes drained from the ready queue in one turn before I/O is polled. */
+#define LOOM_READY_BURST 4096
+/* Finished threads kept for reuse. */
+#define LOOM_THREAD_POOL 64
+
+/* ---- intrusive lists: who waits on a task or future --------------- */
+
+typedef struct loom__waiter loom__waiter;
+struct loom__waiter {
+  loom__waiter *next, *prev;
+  /* Called (from C, never into Lua) when the awaited object finishes. */
+  void (*fire)(loom__waiter *w);
+};
+
+/* A list head is a waiter whose fire is never called. */
+static inline void loom__list_init(loom__waiter *head) {
+  head->next = head->prev = head;
+}
+static inline int loom__list_empty(const loom__waiter *head) {
+  return head->next == head;
+}
+static inline void loom__list_push(loom__waiter *head, loom__waiter *w) {
+  w->prev = head->prev;
+  w->next = head;
+  head->prev->next = w;
+  head->prev = w;
+}
+static inline void loom__list_unlink(loom__waiter *w) {
+  if (w->next == NULL) return;  /* not linked */
+  w->prev->next = w->next;
+  w->next->prev = w->prev;
+  w->next = w->prev = NULL;
+}
+/* Unlinks and fires every waiter of head, in the order they came. */
+void loom__list_fire(loom__waiter *head);
+
+/* ---- tasks ---------------------------------------------------------- */
+
+typedef enum {
+  LOOM_PENDING,    /* spawned, not started */
+  LOOM_RUNNING,    /* started, not finished (also while suspended) */
+  LOOM_DONE,
+  LOOM_FAILED,
+  LOOM_CANCELLED
+} loom_state;
+
+/* How a suspended task is resumed. */
+enum { LOOM_WAKE_OK = 0, LOOM_WAKE_CANCEL = 1 };
+
+/* task->flags */
+#define LOOM_TF_QUEUED     0x01  /* in the ready or next queue */
+#define LOOM_TF_SUSPENDED  0x02  /* yielded to the scheduler, waiting */
+#define LOOM_TF_CANCEL     0x04  /* cancel requested, not yet delivered */
+#define LOOM_TF_RETRIEVED  0x08  /* its failure was retrieved */
+#define LOOM_TF_REPORTED   0x10  /* its failure was reported */
+#define LOOM_TF_MAIN       0x20  /* the task loom_run waits for */
+
+typedef struct loom_task loom_task_t;
+
+/* What a suspended task waits on: a name for messages and how to let go
+** of the wait when the task is cancelled (the hook must not call Lua). */
+typedef struct loom__wait {
+  const char *what;                    /* "sleep", "a task", ... */
+  void (*cancel)(loom_task_t *t);      /* detach; NULL if nothing to do */
+} loom__wait;
+
+struct loom_task {
+  loom__waiter node;       /* links this task into what it awaits */
+  loom__waiter waiters;    /* head: who awaits this task */
+  lua_State *thread;       /* NULL once finished */
+  const loom__wait *wait;  /* what it waits on while suspended */
+  union {
+    uint64_t deadline;     /* sleep: loop time in ms */
+    void *data;            /* any other wait: what wait->cancel needs */
+  } w;
+  uint32_t heap_index;     /* sleep: position in the timer heap, 0 = none */
+  uint32_t live_index;     /* position in the live table, 0 once done */
+  uint32_t seq;            /* sleep: FIFO order; failed: failure order */
+  uint32_t nresults;       /* results kept once done */
+  int spawn_line;          /* line of the spawn call, -1 if unknown */
+  uint8_t state;           /* loom_state */
+  uint8_t flags;           /* LOOM_TF_* */
+  uint8_t wake;            /* LOOM_WAKE_* for the next resume */
+};
+
+/* User values of a task userdata. */
+#define LOOM_UV_THREAD  1  /* the thread while running; traceback if failed */
+#define LOOM_UV_RESULT  2  /* one result, a table of them, or the error */
+#define LOOM_UV_SPAWNER 3  /* the function that called spawn */
+#define LOOM_TASK_NUV   3
+
+/* ---- the runtime ---------------------------------------------------- */
+
+typedef struct loom__queue {
+  loom_task_t **items;
+  uint32_t head, count, cap;  /* cap is a power of two */
+} loom__queue;
+
+struct loom {
+  lua_State *L;              /* the main thread of the state */
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  uv_check_t check;          /* drains the queues after each poll */
+  uv_idle_t idle;            /* active while work is queued: no blocking */
+  uv_timer_t timer;          /* fires at the earliest sleep deadline */
+  loom__queue ready;         /* drained until empty within a turn */
+  loom__queue next;          /* moved to ready at the start of a turn */
+  loom_task_t *current;      /* the task being resumed, or NULL */
+  loom_task_t **heap;        /* min-heap of sleepers, 1-based */
+  uint32_t heap_count, heap_cap;
+  uint32_t sleep_seq;
+  uint32_t live_count;       /* unfinished tasks */
+  int live_ref;              /* registry: array of unfinished tasks */
+  int pool_ref;              /* registry: finished threads for reuse */
+  int running;               /* inside loom_run */
+  int stopping;              /* main task failed or os.exit: stop draining */
+  int idle_on;
+  int closing;               /* handles not yet closed, at the end */
+  int failed_ref;            /* registry: weak set of failed tasks */
+  uint32_t fail_seq;
+  uint32_t pool_count;
+  int exit_requested, exit_code, exit_close;
+  int reported;              /* failures reported since last asked */
+  loom_report_fn report;
+  void *report_ud;
+};
+
+/*
+** Finding the runtime. Lua-facing C functions carry it as upvalue 1
+** (loom__up). Task threads carry it in their extra space, tagged with the
+** low bit, which also tells a task's thread from any other thread (the
+** extra space of threads created before loom_open is never trusted).
+*/
+#define loom__up(L) ((loom_t *)lua_touserdata((L), lua_upvalueindex(1)))
+
+static inline void loom__mark_task_thread(lua_State *T, loom_t *lm) {
+  *(uintptr_t *)lua_getextraspace(T) = (uintptr_t)lm | 1;
+}
+static inline int loom__is_task_thread(lua_State *co, loom_t *lm) {
+  return *(uintptr_t *)lua_getextraspace(co) == ((uintptr_t)lm | 1);
+}
+static inline loom_t *loom__thread_loom(lua_State *T) {
+  return (loom_t *)(*(uintptr_t *)lua_getextraspace(T) & ~(uintptr_t)1);
+}
+/* Registers fns with the runtime as their upvalue 1. */
+void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns);
+
+/* The sentinel yielded to suspend a task; only loom knows its address. */
+extern const char loom__suspend_sentinel;
+#define LOOM_SUSPEND ((void *)&loom__suspend_sentinel)
+
+/* sched.c */
+int loom__sched_init(loom_t *lm);
+void loom__sched_close(loom_t *lm);
+void loom__wake(loom_task_t *t);      /* make a suspended task ready */
+void loom__enqueue_next(loom_t *lm, loom_task_t *t);
+void loom__update_idle(loom_t *lm);
+
+/*
+** Suspending the running task, in two steps. First, before registering
+** the wait anywhere, loom__prepare_suspend: it raises a clear error naming
+** fname outside a task or where the task cannot yield, and raises
+** Cancelled if a cancellation is pending; it returns the running task.
+** Then register the wait and 'return loom__suspend(L, lm, &wait, ctx, k)'.
+** The continuation k starts with loom__resumed(L, lm), which raises
+** Cancelled if the task was woken to be cancelled (wait->cancel has then
+** already detached it).
+*/
+loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
+                                   const char *fname);
+int loom__suspend(lua_State *L, loom_t *lm, const loom__wait *wait,
+                  lua_KContext ctx, lua_KFunction k);
+void loom__resumed(lua_State *L, loom_t *lm);
+
+/* task.c */
+int loom__open_task(lua_State *L, loom_t *lm);
+loom_task_t *loom__totask(lua_State *L, int idx);  /* NULL if not a task */
+/* Pops a function and nargs arguments, pushes the new Task. */
+loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs);
+void loom__task_resume(loom_t *lm, loom_task_t *t);
+int loom__task_cancel(loom_t *lm, loom_task_t *t);  /* 1 if requested */
+/* For a finished task at idx: pushes its results and returns their count,
+** or raises its error (which counts as retrieving it). */
+int loom__task_results(lua_State *L, loom_task_t *t, int idx);
+void loom__task_first_result(lua_State *L, loom_task_t *t, int idx);
+int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);
+/* For waits on one task or future through t->node: the waiter's fire
+** (wakes t) and the wait's cancel hook (unlinks t->node). */
+void loom__fire_wake(loom__waiter *w);
+void loom__stop_waiting(loom_task_t *t);
+void loom__push_report(lua_State *L, int idx);  /* for a failed task */
+int loom__report_failures(loom_t *lm);
+
+/* future.c */
+int loom__open_future(lua_State *L, loom_t *lm);
+int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn);
+
+/* gather.c */
+int loom__gather(lua_State *L);
+
+/* error.c */
+void loom__open_error(lua_State *L);
+void loom__push_cancelled(lua_State *L);
+int loom__is_cancelled(lua_State *L, int idx);
+int loom__msgh(lua_State *L);   /* the task bodies' message handler */
+void loom__push_errmsg(lua_State *L, int idx);  /* lua.c-style text */
+
+/* coro.c, api.c, preload.c (serves the Lua files of lib/loom) */
+void loom__open_coroutine(lua_State *L, loom_t *lm);
+void loom__open_os(lua_State *L, loom_t *lm);
+void loom__open_api(lua_State *L, loom_t *lm);
+void loom__open_preload(lua_State *L);
+
+/* bindings/timer.c */
+void loom__open_timer(lua_State *L, loom_t *lm);  /* adds to the table */
+int loom__timer_init(loom_t *lm);
+void loom__timer_close(loom_t *lm);
+
+#endif

@@ -1,0 +1,214 @@
+/*
+** loom.c: the runtime's lifetime inside a lua_State (loom_open, the
+** finalizer that closes it with the state) and the public C entry points
+** that drive the loop (loom_spawn, loom_run, reporting).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+static const char runtime_key = 0;  /* registry: the runtime's userdata */
+
+typedef struct { loom_t *lm; } runtime_box;
+
+void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns) {
+  for (; fns->name != NULL; fns++) {
+    lua_pushlightuserdata(L, lm);
+    lua_pushcclosure(L, fns->func, 1);
+    lua_setfield(L, -2, fns->name);
+  }
+}
+
+static void default_report(loom_t *lm, const char *report, void *ud) {
+  (void)lm; (void)ud;
+  fprintf(stderr, "loom: %s\n", report);
+  fflush(stderr);
+}
+
+/* ---- closing -------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  loom_t *lm = h->data;
+  if (--lm->closing == 0 && !lm->owns_loop) free(lm);
+}
+
+/* __gc of the runtime's userdata: runs when the state closes. */
+static int runtime_gc(lua_State *L) {
+  runtime_box *box = lua_touserdata(L, 1);
+  loom_t *lm = box->lm;
+  if (lm == NULL) return 0;
+  uv_handle_t *handles[] = {
+    (uv_handle_t *)&lm->check, (uv_handle_t *)&lm->idle,
+    (uv_handle_t *)&lm->timer
+  };
+  box->lm = NULL;
+  loom__sched_close(lm);
+  loom__timer_close(lm);
+  lm->closing = 3;
+  for (int i = 0; i < 3; i++) {
+    handles[i]->data = lm;
+    uv_close(handles[i], on_handle_closed);
+  }
+  if (lm->owns_loop) {
+    uv_run(lm->loop, UV_RUN_DEFAULT);  /* lets the close callbacks run */
+    uv_loop_close(lm->loop);
+    free(lm);
+  }
+  /* else: freed by the last close callback, when the host runs its loop */
+  return 0;
+}
+
+/* ---- opening -------------------------------------------------------- */
+
+static int new_registry_table(lua_State *L, const char *mode) {
+  lua_newtable(L);
+  if (mode != NULL) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+loom_t *loom_get(lua_State *L) {
+  runtime_box *box;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &runtime_key);
+  box = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return box ? box->lm : NULL;
+}
+
+uv_loop_t *loom_loop(loom_t *lm) {
+  return lm->loop;
+}
+
+loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
+  if (loom_get(L) != NULL) return NULL;
+  loom_t *lm = calloc(1, sizeof *lm);
+  if (lm == NULL) return NULL;
+  if (loop == NULL) {
+    if (uv_loop_init(&lm->own_loop) != 0) {
+      free(lm);
+      return NULL;
+    }
+    loop = &lm->own_loop;
+    lm->owns_loop = 1;
+  }
+  lm->loop = loop;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lm->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lm->report = default_report;
+  loom__sched_init(lm);
+  loom__timer_init(lm);
+
+  runtime_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->lm = lm;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, runtime_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &runtime_key);
+
+  lm->live_ref = new_registry_table(L, NULL);
+  lm->pool_ref = new_registry_table(L, NULL);
+  lm->failed_ref = new_registry_table(L, "k");
+
+  loom__open_error(L);
+  loom__open_task(L, lm);
+  loom__open_coroutine(L, lm);
+  loom__open_os(L, lm);
+  loom__open_preload(L);
+  loom__open_api(L, lm);  /* pushes the module table */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "loom");
+  lua_pop(L, 1);
+  return lm;
+}
+
+void loom_openglobals(lua_State *L) {
+  static const char *const names[] = {
+    "sleep", "create_task", "spawn", "gather", "async", "await", NULL
+  };
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "loom");
+  lua_pushvalue(L, -1);
+  lua_setglobal(L, "loom");
+  for (int i = 0; names[i] != NULL; i++) {
+    lua_getfield(L, -1, names[i]);
+    lua_setglobal(L, names[i]);
+  }
+  lua_pop(L, 2);
+}
+
+void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud) {
+  lm->report = fn ? fn : default_report;
+  lm->report_ud = fn ? ud : NULL;
+}
+
+int loom_report_unretrieved(loom_t *lm) {
+  return loom__report_failures(lm);
+}
+
+int loom_exit_code(loom_t *lm, int *close_state) {
+  if (close_state) *close_state = lm->exit_close;
+  return lm->exit_code;
+}
+
+/* ---- running -------------------------------------------------------- */
+
+int loom_spawn(lua_State *L, int nargs) {
+  loom_t *lm = loom_get(L);
+  int fn = lua_gettop(L) - nargs;
+  if (lm == NULL || fn < 1 || !lua_isfunction(L, fn)) return UV_EINVAL;
+  loom__spawn(L, lm, nargs);
+  return 0;
+}
+
+static int main_outcome(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
+                        int *nresults) {
+  int n;
+  switch (t->state) {
+    case LOOM_DONE:
+      n = loom__task_results(L, t, idx);
+      lua_remove(L, idx);
+      if (nresults) *nresults = n;
+      return 0;
+    case LOOM_FAILED:
+    case LOOM_CANCELLED:
+      t->flags |= LOOM_TF_RETRIEVED;
+      lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+      lua_getiuservalue(L, idx, LOOM_UV_THREAD);  /* traceback or nil */
+      lua_remove(L, idx);
+      return LOOM_EFAILED;
+    default:
+      (void)lm;
+      lua_pushfstring(L, "deadlock: the main task waits on %s, and nothing "
+                      "left to run can wake it",
+                      t->wait ? t->wait->what : "something");
+      lua_remove(L, idx);
+      return LOOM_EDEADLOCK;
+  }
+}
+
+int loom_run(lua_State *L, int *nresults) {
+  loom_t *lm = loom_get(L);
+  loom_task_t *t = loom__totask(L, -1);
+  int idx = lua_gettop(L);
+  if (nresults) *nresults = 0;
+  if (lm == NULL || lm->running || lm->current) return UV_EBUSY;
+  if (t) t->flags |= LOOM_TF_MAIN;
+  lm->running = 1;
+  lm->stopping = 0;
+  uv_run(lm->loop, UV_RUN_DEFAULT);
+  lm->running = 0;
+  if (t) t->flags &= ~LOOM_TF_MAIN;
+  if (lm->exit_requested) {
+    if (t) lua_remove(L, idx);
+    return LOOM_EEXIT;
+  }
+  return t ? main_outcome(L, lm, t, idx, nresults) : 0;
+}

@@ -1,0 +1,325 @@
+/*
+** main.c: the loom command. It reads its arguments as lua(1) does, but
+** runs everything (LUA_INIT, -e, -l, the script or stdin) in one main
+** task, so the main chunk can await; then runs the loop until no work
+** remains (Node's rule) and exits 0, or 1 with the error on stderr.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "internal.h"
+
+#define HAS_E 0x01  /* -e */
+#define HAS_V 0x02  /* -v */
+#define HAS_BIG_E 0x04  /* -E */
+#define HAS_W 0x08  /* -W */
+#define HAS_H 0x10  /* -h */
+
+typedef struct cli {
+  int argc;
+  char **argv;
+  int script;      /* index of the script in argv, or 0 */
+  int flags;
+  int load_error;  /* the failure is a load error: no traceback */
+  const char *global;  /* -l: the global that receives the module */
+} cli_t;
+
+static const char *progname = "loom";
+
+static void message(const char *msg) {
+  fprintf(stderr, "%s: %s\n", progname, msg);
+  fflush(stderr);
+}
+
+static void print_usage(const char *badoption) {
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    fprintf(stderr, "%s: '%s' needs argument\n", progname, badoption);
+  else
+    fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
+  fprintf(stderr,
+          "usage: %s [options] [script [args]]\n"
+          "Available options are:\n"
+          "  -e stat   execute string 'stat'\n"
+          "  -l mod    require library 'mod' into global 'mod'\n"
+          "  -v        show version information\n"
+          "  -E        ignore environment variables\n"
+          "  -W        turn warnings on\n"
+          "  -h        show this help\n"
+          "  --        stop handling options\n"
+          "  -         stop handling options and execute stdin\n",
+          progname);
+  fflush(stderr);
+}
+
+static void print_version(void) {
+  printf("loom %s (%s, libuv %s)\n", LOOM_VERSION, LUA_RELEASE,
+         uv_version_string());
+  fflush(stdout);
+}
+
+static void print_help(void) {
+  print_version();
+  printf("usage: %s [options] [script [args]]\n"
+         "Runs a Lua 5.4 script as a task on an event loop: the script can\n"
+         "sleep, spawn tasks, gather and await them. Options as lua(1):\n"
+         "  -e stat   execute string 'stat'\n"
+         "  -l mod    require library 'mod' into global 'mod'\n"
+         "  -v        show version information\n"
+         "  -E        ignore environment variables\n"
+         "  -W        turn warnings on\n"
+         "  -h        show this help\n"
+         "  --        stop handling options\n"
+         "  -         stop handling options and execute stdin\n",
+         progname);
+}
+
+/* Returns 0, or -1 after printing the usage. As lua.c's collectargs. */
+static int collect_args(cli_t *c) {
+  char **argv = c->argv;
+  for (int i = 1; argv[i] != NULL; i++) {
+    if (argv[i][0] != '-') {  /* the script */
+      c->script = i;
+      return 0;
+    }
+    switch (argv[i][1]) {
+      case '-':
+        if (argv[i][2] != '\0') break;
+        c->script = argv[i + 1] != NULL ? i + 1 : 0;
+        return 0;
+      case '\0':  /* '-': stdin */
+        c->script = i;
+        return 0;
+      case 'E':
+        if (argv[i][2] != '\0') break;
+        c->flags |= HAS_BIG_E;
+        continue;
+      case 'W':
+        if (argv[i][2] != '\0') break;
+        c->flags |= HAS_W;
+        continue;
+      case 'v':
+        if (argv[i][2] != '\0') break;
+        c->flags |= HAS_V;
+        continue;
+      case 'h':
+        if (argv[i][2] != '\0') break;
+        c->flags |= HAS_H;
+        continue;
+      case 'e':
+        c->flags |= HAS_E;
+        /* FALLTHROUGH */
+      case 'l':
+        if (argv[i][2] == '\0') {
+          i++;
+          if (argv[i] == NULL || argv[i][0] == '-') {
+            print_usage(argv[i - 1]);
+            return -1;
+          }
+        }
+        continue;
+      default:
+        break;
+    }
+    print_usage(argv[i]);
+    return -1;
+  }
+  return 0;
+}
+
+/* arg: the script at 0, its arguments from 1, what came before below. */
+static void create_arg_table(lua_State *L, cli_t *c) {
+  int script = c->script ? c->script : 0;
+  lua_createtable(L, c->argc - script, script + 1);
+  for (int i = 0; i < c->argc; i++) {
+    lua_pushstring(L, c->argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* ---- the main task: a small machine over the steps, so each chunk can
+** suspend (a continuation picks up at the next step) ------------------ */
+
+enum { STEP_INIT = 0, STEP_ARGS = 1 };
+#define STEP_SCRIPT  (1 << 24)
+#define STEP_STDIN   (STEP_SCRIPT + 1)
+#define STEP_END     (STEP_SCRIPT + 2)
+#define SET_GLOBAL   (1 << 28)   /* -l: the result goes into c->global */
+
+static int steps(lua_State *L, cli_t *c, int step);
+
+static int loaded(lua_State *L, cli_t *c, int status) {
+  if (status != LUA_OK) {
+    c->load_error = 1;
+    return lua_error(L);
+  }
+  return 0;
+}
+
+static int steps_k(lua_State *L, int status, lua_KContext ctx) {
+  cli_t *c = lua_touserdata(L, 1);
+  int step = (int)ctx;
+  (void)status;
+  if (step & SET_GLOBAL) {
+    lua_setglobal(L, c->global);
+    step &= ~SET_GLOBAL;
+  }
+  return steps(L, c, step);
+}
+
+/* Calls the function on top (with nargs below it moved above) and then
+** goes on at step 'next'. */
+static int call_then(lua_State *L, int nargs, int nres, int next) {
+  lua_callk(L, nargs, nres, next, steps_k);
+  return steps_k(L, LUA_OK, next);
+}
+
+static int run_init(lua_State *L, cli_t *c) {
+  const char *name = "=LUA_INIT_5_4";
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=LUA_INIT";
+    init = getenv(name + 1);
+  }
+  if (init == NULL || (c->flags & HAS_BIG_E)) return steps(L, c, STEP_ARGS);
+  if (init[0] == '@')
+    loaded(L, c, luaL_loadfile(L, init + 1));
+  else
+    loaded(L, c, luaL_loadbuffer(L, init, strlen(init), name));
+  return call_then(L, 0, 0, STEP_ARGS);
+}
+
+static int run_option(lua_State *L, cli_t *c, int i) {
+  char **argv = c->argv;
+  int opt = argv[i][1];
+  const char *extra = argv[i][2] ? argv[i] + 2 : argv[++i];
+  if (opt == 'e') {
+    loaded(L, c, luaL_loadbuffer(L, extra, strlen(extra), "=(command line)"));
+    return call_then(L, 0, 0, i + 1);
+  }
+  if (opt == 'l') {
+    c->global = extra;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, extra);
+    return call_then(L, 1, 1, (i + 1) | SET_GLOBAL);
+  }
+  return steps(L, c, i + 1);  /* -E, -W, -v, -h: done before */
+}
+
+static int run_script(lua_State *L, cli_t *c) {
+  char **argv = c->argv;
+  const char *fname = argv[c->script];
+  if (strcmp(fname, "-") == 0 && strcmp(argv[c->script - 1], "--") != 0)
+    fname = NULL;  /* stdin */
+  loaded(L, c, luaL_loadfile(L, fname));
+  int n = 0;
+  for (int i = c->script + 1; i < c->argc; i++, n++) {
+    luaL_checkstack(L, 1, "too many arguments to script");
+    lua_pushstring(L, argv[i]);
+  }
+  return call_then(L, n, 0, STEP_END);
+}
+
+static int steps(lua_State *L, cli_t *c, int step) {
+  int last_option = c->script ? c->script : c->argc;
+  if (step == STEP_INIT) return run_init(L, c);
+  if (step < STEP_SCRIPT) {
+    if (step < last_option && c->argv[step][0] == '-')
+      return run_option(L, c, step);
+    return steps(L, c, c->script ? STEP_SCRIPT : STEP_STDIN);
+  }
+  if (step == STEP_SCRIPT) return run_script(L, c);
+  if (step == STEP_STDIN && !(c->flags & (HAS_E | HAS_V))) {
+    loaded(L, c, luaL_loadfile(L, NULL));
+    return call_then(L, 0, 0, STEP_END);
+  }
+  return 0;
+}
+
+static int main_body(lua_State *L) {
+  return steps(L, lua_touserdata(L, 1), STEP_INIT);
+}
+
+/* ---- the process ---------------------------------------------------- */
+
+static void report(loom_t *lm, const char *text, void *ud) {
+  (void)lm; (void)ud;
+  message(text);
+}
+
+static int report_failure(lua_State *L, cli_t *c, int r) {
+  if (r == LOOM_EFAILED) {
+    int tb = lua_gettop(L);
+    loom__push_errmsg(L, tb - 1);
+    if (c->load_error || !lua_isstring(L, tb))
+      message(lua_tostring(L, -1));
+    else
+      fprintf(stderr, "%s: %s\n%s\n", progname, lua_tostring(L, -1),
+              lua_tostring(L, tb));
+  } else if (r == LOOM_EDEADLOCK) {
+    message(lua_tostring(L, -1));
+  } else {
+    message(uv_strerror(r));
+  }
+  fflush(stderr);
+  return EXIT_FAILURE;
+}
+
+int main(int argc, char **argv) {
+  cli_t c = { argc, argv, 0, 0, 0, NULL };
+  int status = EXIT_SUCCESS, r, close_state;
+  if (argv[0] && argv[0][0]) progname = argv[0];
+  if (collect_args(&c) != 0) return EXIT_FAILURE;
+  if (c.flags & HAS_H) {
+    print_help();
+    return EXIT_SUCCESS;
+  }
+  if (c.flags & HAS_V) print_version();
+  if (!c.script && !(c.flags & (HAS_E | HAS_V)) && isatty(STDIN_FILENO)) {
+    message("the interactive prompt is not available yet; "
+            "run 'loom script.lua' or 'loom -' to read stdin");
+    return EXIT_FAILURE;
+  }
+
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    message("cannot create state: not enough memory");
+    return EXIT_FAILURE;
+  }
+  if (c.flags & HAS_BIG_E) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
+  luaL_openlibs(L);
+  loom_t *lm = loom_open(L, NULL);
+  if (lm == NULL) {
+    message("cannot start the runtime");
+    lua_close(L);
+    return EXIT_FAILURE;
+  }
+  lua_pop(L, 1);
+  loom_set_report(lm, report, NULL);
+  loom_openglobals(L);
+  if (c.flags & HAS_W) lua_warning(L, "@on", 0);
+  lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c */
+  create_arg_table(L, &c);
+
+  lua_pushcfunction(L, main_body);
+  lua_pushlightuserdata(L, &c);
+  loom_spawn(L, 1);
+  r = loom_run(L, NULL);
+  if (r == LOOM_EEXIT) {
+    status = loom_exit_code(lm, &close_state);
+    loom_report_unretrieved(lm);
+    if (close_state) lua_close(L);
+    exit(status);
+  }
+  if (r != 0) status = report_failure(L, &c, r);
+  if (loom_report_unretrieved(lm) > 0) status = EXIT_FAILURE;
+  lua_close(L);
+  return status;
+}

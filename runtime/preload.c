@@ -1,0 +1,34 @@
+/*
+** preload.c: serves the standard library written in Lua (lib/loom/NAME.lua,
+** compiled into the binary as byte arrays by cmake/embed_lua.cmake) from
+** package.preload, so loom runs with no files installed beside it.
+*/
+#include "internal.h"
+
+typedef struct loom__embedded {
+  const char *name;       /* "loom.json" */
+  const char *chunkname;  /* "@loom/json.lua" */
+  const unsigned char *data;
+  size_t size;
+} loom__embedded;
+
+extern const loom__embedded loom__embedded_modules[];
+
+static int load_embedded(lua_State *L) {
+  const loom__embedded *m = lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbuffer(L, (const char *)m->data, m->size, m->chunkname))
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+void loom__open_preload(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const loom__embedded *m = loom__embedded_modules; m->name; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}

@@ -1,0 +1,478 @@
+/*
+** task.c: the Task: spawning, the body that runs in each task's thread,
+** loom__task_resume (the one place that resumes a task), finishing,
+** cancelling, awaiting, and the Lua methods of "loom.Task".
+*/
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const state_names[] = {
+  "pending", "running", "done", "failed", "cancelled"
+};
+
+/* ---- the live table and the thread pool (both in the registry) ----- */
+
+static void live_push(lua_State *L, loom_t *lm, loom_task_t *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  lua_rawgeti(L, -1, t->live_index);
+  lua_remove(L, -2);
+}
+
+static void live_add(lua_State *L, loom_t *lm, loom_task_t *t, int ud) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  lua_pushvalue(L, ud);
+  t->live_index = ++lm->live_count;
+  lua_rawseti(L, -2, t->live_index);
+  lua_pop(L, 1);
+}
+
+/* Swap-remove: the last task takes the hole. */
+static void live_remove(lua_State *L, loom_t *lm, loom_task_t *t) {
+  uint32_t last = lm->live_count--;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  if (t->live_index != last) {
+    lua_rawgeti(L, -1, last);
+    ((loom_task_t *)lua_touserdata(L, -1))->live_index = t->live_index;
+    lua_rawseti(L, -2, t->live_index);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, -2, last);
+  lua_pop(L, 1);
+  t->live_index = 0;
+}
+
+/* Pushes a thread for a new task: a finished one from the pool if any. */
+static lua_State *take_thread(lua_State *L, loom_t *lm) {
+  if (lm->pool_count == 0) {
+    lua_State *T = lua_newthread(L);
+    loom__mark_task_thread(T, lm);
+    return T;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->pool_ref);
+  lua_rawgeti(L, -1, lm->pool_count);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, lm->pool_count--);
+  lua_remove(L, -2);
+  return lua_tothread(L, -1);
+}
+
+/* Keeps the (finished, emptied) thread at idx for reuse if there is room. */
+static void give_thread(lua_State *L, loom_t *lm, int idx) {
+  if (lm->pool_count >= LOOM_THREAD_POOL) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->pool_ref);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, ++lm->pool_count);
+  lua_pop(L, 1);
+}
+
+/* ---- the body: runs inside the task's thread ------------------------ */
+
+/* Stores the results (or the error) on the task; returns the traceback
+** of a failure, to be kept once the thread is let go. */
+static int body_k(lua_State *T, int status, lua_KContext ctx) {
+  loom_task_t *t = lua_touserdata(T, 1);
+  (void)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    int n = lua_gettop(T) - 2;  /* above the task and the handler */
+    t->nresults = (uint32_t)n;
+    if (n == 1) {
+      lua_setiuservalue(T, 1, LOOM_UV_RESULT);
+    } else if (n > 1) {
+      lua_createtable(T, n, 0);
+      lua_insert(T, 3);
+      for (int i = n; i >= 1; i--) lua_rawseti(T, 3, i);
+      lua_setiuservalue(T, 1, LOOM_UV_RESULT);
+    }
+    /* cancelled while running and never waited again: as asyncio */
+    t->state = (t->flags & LOOM_TF_CANCEL) ? LOOM_CANCELLED : LOOM_DONE;
+    return 0;
+  }
+  t->state = loom__is_cancelled(T, -1) ? LOOM_CANCELLED : LOOM_FAILED;
+  lua_setiuservalue(T, 1, LOOM_UV_RESULT);
+  if (t->state == LOOM_CANCELLED) return 0;
+  lua_rawgetp(T, LUA_REGISTRYINDEX, t);  /* traceback left by the handler */
+  lua_pushnil(T);
+  lua_rawsetp(T, LUA_REGISTRYINDEX, t);
+  return 1;
+}
+
+/* [task, fn, args...]: calls fn under a yieldable pcall, so the task's
+** <close> variables run inside the task, and may await, when it fails. */
+static int body(lua_State *T) {
+  lua_pushcfunction(T, loom__msgh);
+  lua_insert(T, 2);
+  return body_k(T, lua_pcallk(T, lua_gettop(T) - 3, LUA_MULTRET, 2, 0,
+                              body_k), 0);
+}
+
+/* ---- spawning ------------------------------------------------------- */
+
+loom_task_t *loom__totask(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, LOOM_TASK_MT);
+}
+
+loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs) {
+  int base = lua_gettop(L) - nargs;  /* the function */
+  lua_Debug ar;
+  loom_task_t *t = lua_newuserdatauv(L, sizeof *t, LOOM_TASK_NUV);
+  memset(t, 0, sizeof *t);
+  loom__list_init(&t->waiters);
+  t->spawn_line = -1;
+  luaL_setmetatable(L, LOOM_TASK_MT);
+  lua_insert(L, base);  /* [task, fn, args...] */
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
+    t->spawn_line = ar.currentline;
+    lua_setiuservalue(L, base, LOOM_UV_SPAWNER);
+  }
+  lua_State *T = take_thread(L, lm);
+  if (!lua_checkstack(T, nargs + 4))
+    luaL_error(L, "create_task: too many arguments");
+  lua_setiuservalue(L, base, LOOM_UV_THREAD);
+  t->thread = T;
+  lua_pushcfunction(T, body);
+  lua_pushvalue(L, base);
+  lua_xmove(L, T, 1);
+  lua_xmove(L, T, nargs + 1);  /* T: [body, task, fn, args...] */
+  live_add(L, lm, t, base);
+  loom__enqueue_next(lm, t);
+  return t;
+}
+
+/* ---- resuming and finishing ----------------------------------------- */
+
+static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
+  lua_State *L = lm->L, *T = t->thread;
+  int top = lua_gettop(L);
+  live_push(L, lm, t);
+  int ud = lua_gettop(L);
+  lua_pushthread(T);
+  lua_xmove(T, L, 1);   /* keep the thread anchored while we tidy up */
+  if (status != LUA_OK) {  /* an error escaped the body (out of memory) */
+    t->state = LOOM_FAILED;
+    lua_xmove(T, L, 1);
+    lua_setiuservalue(L, ud, LOOM_UV_RESULT);
+    nres = 0;
+  }
+  if (nres > 0)
+    lua_xmove(T, L, 1);  /* the traceback */
+  else
+    lua_pushnil(L);
+  lua_setiuservalue(L, ud, LOOM_UV_THREAD);
+  lua_settop(T, 0);
+  if (status == LUA_OK) give_thread(L, lm, ud + 1);
+  t->thread = NULL;
+  live_remove(L, lm, t);
+  if (t->state == LOOM_FAILED) {
+    t->seq = ++lm->fail_seq;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failed_ref);
+    lua_pushvalue(L, ud);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+  }
+  if ((t->flags & LOOM_TF_MAIN) && t->state != LOOM_DONE) {
+    lm->stopping = 1;
+    uv_stop(lm->loop);
+  }
+  lua_settop(L, top);
+  loom__list_fire(&t->waiters);
+}
+
+/* A task cancelled before it ever ran: it finishes without running. */
+static void cancel_unstarted(loom_t *lm, loom_task_t *t) {
+  lua_State *L = lm->L;
+  live_push(L, lm, t);
+  loom__push_cancelled(L);
+  lua_setiuservalue(L, -2, LOOM_UV_RESULT);
+  lua_pop(L, 1);
+  t->state = LOOM_CANCELLED;
+  lua_settop(t->thread, 0);
+  finish(lm, t, LUA_OK, 0);
+}
+
+void loom__task_resume(loom_t *lm, loom_task_t *t) {
+  lua_State *T = t->thread;
+  int nargs = 0, nres, status;
+  t->flags &= ~(LOOM_TF_QUEUED | LOOM_TF_SUSPENDED);
+  if (t->state == LOOM_PENDING) {
+    if (t->flags & LOOM_TF_CANCEL) {
+      cancel_unstarted(lm, t);
+      return;
+    }
+    t->state = LOOM_RUNNING;
+    nargs = lua_gettop(T) - 1;
+  }
+  lm->current = t;
+  status = lua_resume(T, lm->L, nargs, &nres);
+  lm->current = NULL;
+  if (status == LUA_YIELD) {
+    if (nres != 1 || lua_touserdata(T, -1) != LOOM_SUSPEND) {
+      /* a raw lua_yield from some C code: treat it as sleep(0) */
+      t->wait = NULL;
+      t->flags |= LOOM_TF_SUSPENDED;
+      loom__enqueue_next(lm, t);
+    }
+    lua_pop(T, nres);
+    return;
+  }
+  finish(lm, t, status, nres);
+}
+
+/* ---- suspending ----------------------------------------------------- */
+
+loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
+                                   const char *fname) {
+  loom_task_t *t = lm->current;
+  if (t == NULL)
+    luaL_error(L, "%s: not inside a task (wrap the code in loom.run(fn))",
+               fname);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot wait here: inside a C call that cannot yield",
+               fname);
+  if (t->flags & LOOM_TF_CANCEL) {
+    t->flags &= ~LOOM_TF_CANCEL;
+    loom__push_cancelled(L);
+    lua_error(L);
+  }
+  return t;
+}
+
+int loom__suspend(lua_State *L, loom_t *lm, const loom__wait *wait,
+                  lua_KContext ctx, lua_KFunction k) {
+  loom_task_t *t = lm->current;
+  t->wait = wait;
+  t->flags |= LOOM_TF_SUSPENDED;
+  lua_pushlightuserdata(L, LOOM_SUSPEND);
+  return lua_yieldk(L, 1, ctx, k);
+}
+
+void loom__resumed(lua_State *L, loom_t *lm) {
+  loom_task_t *t = lm->current;
+  if (t->wake == LOOM_WAKE_CANCEL) {
+    t->wake = LOOM_WAKE_OK;
+    loom__push_cancelled(L);
+    lua_error(L);
+  }
+}
+
+int loom__task_cancel(loom_t *lm, loom_task_t *t) {
+  if (t->state >= LOOM_DONE) return 0;
+  if (t->state == LOOM_PENDING || t == lm->current) {
+    t->flags |= LOOM_TF_CANCEL;  /* delivered when it starts or waits */
+  } else if (t->flags & LOOM_TF_QUEUED) {
+    t->wake = LOOM_WAKE_CANCEL;  /* woken already: raise when it resumes */
+  } else if (t->flags & LOOM_TF_SUSPENDED) {
+    if (t->wait && t->wait->cancel) t->wait->cancel(t);
+    t->wake = LOOM_WAKE_CANCEL;
+    loom__wake(t);
+  }
+  return 1;
+}
+
+/* ---- awaiting ------------------------------------------------------- */
+
+void loom__list_fire(loom__waiter *head) {
+  while (!loom__list_empty(head)) {
+    loom__waiter *w = head->next;
+    loom__list_unlink(w);
+    w->fire(w);
+  }
+}
+
+void loom__fire_wake(loom__waiter *w) {
+  loom__wake((loom_task_t *)((char *)w - offsetof(loom_task_t, node)));
+}
+
+void loom__stop_waiting(loom_task_t *t) {
+  loom__list_unlink(&t->node);
+}
+
+static const loom__wait await_wait = { "a task", loom__stop_waiting };
+
+int loom__task_results(lua_State *L, loom_task_t *t, int idx) {
+  int n = (int)t->nresults;
+  switch (t->state) {
+    case LOOM_DONE:
+      if (n == 0) return 0;
+      luaL_checkstack(L, n + 1, "too many results");
+      lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+      if (n == 1) return 1;
+      for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+      lua_remove(L, -n - 1);
+      return n;
+    case LOOM_FAILED:
+      t->flags |= LOOM_TF_RETRIEVED;
+      /* FALLTHROUGH */
+    case LOOM_CANCELLED:
+      lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+      return lua_error(L);
+    default:
+      return luaL_error(L, "task not finished");
+  }
+}
+
+void loom__task_first_result(lua_State *L, loom_task_t *t, int idx) {
+  if (t->nresults == 0) {
+    lua_pushnil(L);
+  } else {
+    lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+    if (t->nresults > 1) {
+      lua_rawgeti(L, -1, 1);
+      lua_remove(L, -2);
+    }
+  }
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  int idx = (int)ctx;
+  (void)status;
+  loom__resumed(L, loom__up(L));
+  return loom__task_results(L, lua_touserdata(L, idx), idx);
+}
+
+int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname) {
+  loom_task_t *t = lua_touserdata(L, idx);
+  if (t->state >= LOOM_DONE) return loom__task_results(L, t, idx);
+  if (t == lm->current)
+    return luaL_error(L, "%s: a task cannot await itself", fname);
+  loom_task_t *me = loom__prepare_suspend(L, lm, fname);
+  me->node.fire = loom__fire_wake;
+  loom__list_push(&t->waiters, &me->node);
+  return loom__suspend(L, lm, &await_wait, idx, await_k);
+}
+
+/* ---- methods -------------------------------------------------------- */
+
+static loom_task_t *checktask(lua_State *L) {
+  return luaL_checkudata(L, 1, LOOM_TASK_MT);
+}
+
+static int t_await(lua_State *L) {
+  checktask(L);
+  return loom__await_task(L, loom__up(L), 1, "await");
+}
+
+static int t_cancel(lua_State *L) {
+  lua_pushboolean(L, loom__task_cancel(loom__up(L), checktask(L)));
+  return 1;
+}
+
+static int t_done(lua_State *L) {
+  lua_pushboolean(L, checktask(L)->state >= LOOM_DONE);
+  return 1;
+}
+
+static int t_status(lua_State *L) {
+  lua_pushstring(L, state_names[checktask(L)->state]);
+  return 1;
+}
+
+static int t_result(lua_State *L) {
+  loom_task_t *t = checktask(L);
+  if (t->state < LOOM_DONE)
+    return luaL_error(L, "result: task not finished (status '%s')",
+                      state_names[t->state]);
+  return loom__task_results(L, t, 1);
+}
+
+static int t_tostring(lua_State *L) {
+  loom_task_t *t = checktask(L);
+  lua_pushfstring(L, "loom.Task: %p (%s)", (void *)t, state_names[t->state]);
+  return 1;
+}
+
+static int close_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  loom__resumed(L, loom__up(L));
+  return 0;
+}
+
+/* <close>: cancel the task and wait until it has finished unwinding. */
+static int t_close(lua_State *L) {
+  loom_t *lm = loom__up(L);
+  loom_task_t *t = checktask(L);
+  loom__task_cancel(lm, t);
+  if (t->state >= LOOM_DONE || t == lm->current || lm->current == NULL)
+    return 0;
+  loom_task_t *me = loom__prepare_suspend(L, lm, "close");
+  me->node.fire = loom__fire_wake;
+  loom__list_push(&t->waiters, &me->node);
+  return loom__suspend(L, lm, &await_wait, 0, close_k);
+}
+
+/* ---- failures nobody retrieved -------------------------------------- */
+
+static void report(loom_t *lm, lua_State *L, loom_task_t *t, int idx) {
+  t->flags |= LOOM_TF_REPORTED;
+  lm->reported++;
+  loom__push_report(L, idx);
+  lm->report(lm, lua_tostring(L, -1), lm->report_ud);
+  lua_pop(L, 1);
+}
+
+static int unreported(loom_task_t *t) {
+  return t->state == LOOM_FAILED &&
+         !(t->flags & (LOOM_TF_RETRIEVED | LOOM_TF_REPORTED));
+}
+
+static int t_gc(lua_State *L) {
+  loom_task_t *t = lua_touserdata(L, 1);
+  loom_t *lm = loom__up(L);
+  if (unreported(t)) report(lm, L, t, 1);
+  return 0;
+}
+
+/* Reports, in the order they failed, the failed tasks nobody retrieved. */
+int loom__report_failures(loom_t *lm) {
+  lua_State *L = lm->L;
+  int top = lua_gettop(L), n = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failed_ref);
+  lua_newtable(L);  /* the unreported ones, as an array */
+  lua_pushnil(L);
+  while (lua_next(L, top + 1)) {
+    lua_pop(L, 1);
+    if (unreported(lua_touserdata(L, -1))) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, top + 2, ++n);
+    }
+  }
+  for (;;) {  /* few of them: pick the earliest failure each time */
+    int best = 0;
+    uint32_t best_seq = 0;
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, top + 2, i);
+      loom_task_t *t = lua_touserdata(L, -1);
+      if (unreported(t) && (best == 0 || t->seq < best_seq)) {
+        best = i;
+        best_seq = t->seq;
+      }
+      lua_pop(L, 1);
+    }
+    if (best == 0) break;
+    lua_rawgeti(L, top + 2, best);
+    report(lm, L, lua_touserdata(L, -1), lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+  n = lm->reported;
+  lm->reported = 0;
+  return n;
+}
+
+int loom__open_task(lua_State *L, loom_t *lm) {
+  static const luaL_Reg methods[] = {
+    {"await", t_await}, {"cancel", t_cancel}, {"done", t_done},
+    {"status", t_status}, {"result", t_result}, {NULL, NULL}
+  };
+  static const luaL_Reg metamethods[] = {
+    {"__tostring", t_tostring}, {"__close", t_close}, {"__gc", t_gc},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, LOOM_TASK_MT);
+  loom__setfuncs(L, lm, metamethods);
+  lua_newtable(L);
+  loom__setfuncs(L, lm, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  return 0;
+}
