@@ -3,6 +3,8 @@
 ** (it keeps a traceback beside the error, never inside it), and turning
 ** a task's failure into the text that gets reported.
 */
+#include <string.h>
+
 #include "internal.h"
 
 static int cancelled_tostring(lua_State *L) {
@@ -45,7 +47,14 @@ int loom__msgh(lua_State *T) {
   loom_t *lm = loom__thread_loom(T);
   if (lm->current == NULL || loom__is_cancelled(T, 1)) return 1;
   luaL_traceback(T, T, NULL, 1);
+  /* drop the last line: the task's body, a C function nobody wrote */
+  size_t len;
+  const char *tb = lua_tolstring(T, -1, &len);
+  const char *last = strrchr(tb, '\n');
+  if (last != NULL && strcmp(last, "\n\t[C]: in ?") == 0)
+    lua_pushlstring(T, tb, (size_t)(last - tb));
   lua_rawsetp(T, LUA_REGISTRYINDEX, lm->current);
+  lua_settop(T, 1);
   return 1;
 }
 
