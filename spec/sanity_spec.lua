@@ -1,0 +1,7 @@
+describe("loom inside busted", function()
+  it("runs spec bodies inside a task", function()
+    local t0 = loom.now()
+    loom.sleep(0.01)
+    assert.is_true(loom.now() - t0 >= 0.009)
+  end)
+end)
