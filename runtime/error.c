@@ -72,28 +72,25 @@ void loom__push_errmsg(lua_State *L, int idx) {
 /* The report of the failed task at idx: message, traceback, spawn site. */
 void loom__push_report(lua_State *L, int idx) {
   loom_task_t *t = lua_touserdata(L, idx);
-  luaL_Buffer b;
   lua_Debug ar;
-  idx = lua_absindex(L, idx);
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "error in a task nobody awaited: ");
-  lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+  lua_getiuservalue(L, idx, 1);  /* {error, traceback, spawner} */
+  int rec = lua_gettop(L);
+  lua_pushliteral(L, "error in a task nobody awaited: ");
+  lua_rawgeti(L, rec, LOOM_REC_ERROR);
   loom__push_errmsg(L, -1);
   lua_remove(L, -2);
-  luaL_addvalue(&b);
-  if (lua_getiuservalue(L, idx, LOOM_UV_THREAD) == LUA_TSTRING) {
-    luaL_addchar(&b, '\n');
-    luaL_addvalue(&b);
+  if (lua_rawgeti(L, rec, LOOM_REC_TRACEBACK) == LUA_TSTRING) {
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
   } else {
     lua_pop(L, 1);
   }
-  if (lua_getiuservalue(L, idx, LOOM_UV_SPAWNER) == LUA_TFUNCTION &&
-      lua_getinfo(L, ">S", &ar)) {
+  if (lua_rawgeti(L, rec, LOOM_REC_SPAWNER) == LUA_TFUNCTION &&
+      lua_getinfo(L, ">S", &ar))
     lua_pushfstring(L, "\n(task spawned at %s:%d)", ar.short_src,
                     t->spawn_line);
-    luaL_addvalue(&b);
-  } else {
+  else
     lua_pop(L, 1);
-  }
-  luaL_pushresult(&b);
+  lua_concat(L, lua_gettop(L) - rec);
+  lua_remove(L, rec);
 }

@@ -109,11 +109,14 @@ struct loom_task {
   uint8_t wake;            /* LOOM_WAKE_* for the next resume */
 };
 
-/* User values of a task userdata. */
-#define LOOM_UV_THREAD  1  /* the thread while running; traceback if failed */
-#define LOOM_UV_RESULT  2  /* one result, a table of them, or the error */
-#define LOOM_UV_SPAWNER 3  /* the function that called spawn */
-#define LOOM_TASK_NUV   3
+/*
+** A task userdata has one user value: its thread while pending or running;
+** once done, its one result or a table of its results (nresults says
+** which); once failed or cancelled, a record {error, traceback, spawner},
+** where spawner is the function that called spawn. While the task runs,
+** its thread's stack starts [body, task, spawner, fn, args...].
+*/
+enum { LOOM_REC_ERROR = 1, LOOM_REC_TRACEBACK, LOOM_REC_SPAWNER };
 
 /* ---- the runtime ---------------------------------------------------- */
 
@@ -210,6 +213,8 @@ int loom__task_cancel(loom_t *lm, loom_task_t *t);  /* 1 if requested */
 ** or raises its error (which counts as retrieving it). */
 int loom__task_results(lua_State *L, loom_task_t *t, int idx);
 void loom__task_first_result(lua_State *L, loom_task_t *t, int idx);
+/* Pushes the error of a failed or cancelled task at idx. */
+void loom__push_task_error(lua_State *L, int idx);
 int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);
 /* For waits on one task or future through t->node: the waiter's fire
 ** (wakes t) and the wait's cancel hook (unlinks t->node). */

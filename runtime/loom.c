@@ -180,8 +180,10 @@ static int main_outcome(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
     case LOOM_FAILED:
     case LOOM_CANCELLED:
       t->flags |= LOOM_TF_RETRIEVED;
-      lua_getiuservalue(L, idx, LOOM_UV_RESULT);
-      lua_getiuservalue(L, idx, LOOM_UV_THREAD);  /* traceback or nil */
+      lua_getiuservalue(L, idx, 1);  /* the record */
+      lua_rawgeti(L, -1, LOOM_REC_ERROR);
+      lua_rawgeti(L, -2, LOOM_REC_TRACEBACK);  /* a string or nil */
+      lua_remove(L, -3);
       lua_remove(L, idx);
       return LOOM_EFAILED;
     default:

@@ -68,41 +68,43 @@ static void give_thread(lua_State *L, loom_t *lm, int idx) {
 
 /* ---- the body: runs inside the task's thread ------------------------ */
 
-/* Stores the results (or the error) on the task; returns the traceback
-** of a failure, to be kept once the thread is let go. */
+/* Leaves the outcome for finish(): nothing, the one result, a table of
+** the results, or the record of a failure. Stack: [task, spawner, msgh,
+** results... or error]. */
 static int body_k(lua_State *T, int status, lua_KContext ctx) {
   loom_task_t *t = lua_touserdata(T, 1);
   (void)ctx;
   if (status == LUA_OK || status == LUA_YIELD) {
-    int n = lua_gettop(T) - 2;  /* above the task and the handler */
+    int n = lua_gettop(T) - 3;
     t->nresults = (uint32_t)n;
-    if (n == 1) {
-      lua_setiuservalue(T, 1, LOOM_UV_RESULT);
-    } else if (n > 1) {
-      lua_createtable(T, n, 0);
-      lua_insert(T, 3);
-      for (int i = n; i >= 1; i--) lua_rawseti(T, 3, i);
-      lua_setiuservalue(T, 1, LOOM_UV_RESULT);
-    }
     /* cancelled while running and never waited again: as asyncio */
     t->state = (t->flags & LOOM_TF_CANCEL) ? LOOM_CANCELLED : LOOM_DONE;
-    return 0;
+    if (n <= 1) return n;
+    lua_createtable(T, n, 0);
+    lua_insert(T, 4);
+    for (int i = n; i >= 1; i--) lua_rawseti(T, 4, i);
+    return 1;
   }
   t->state = loom__is_cancelled(T, -1) ? LOOM_CANCELLED : LOOM_FAILED;
-  lua_setiuservalue(T, 1, LOOM_UV_RESULT);
-  if (t->state == LOOM_CANCELLED) return 0;
+  lua_createtable(T, 3, 0);
+  lua_insert(T, -2);
+  lua_rawseti(T, -2, LOOM_REC_ERROR);
   lua_rawgetp(T, LUA_REGISTRYINDEX, t);  /* traceback left by the handler */
+  lua_rawseti(T, -2, LOOM_REC_TRACEBACK);
   lua_pushnil(T);
   lua_rawsetp(T, LUA_REGISTRYINDEX, t);
+  lua_pushvalue(T, 2);
+  lua_rawseti(T, -2, LOOM_REC_SPAWNER);
   return 1;
 }
 
-/* [task, fn, args...]: calls fn under a yieldable pcall, so the task's
-** <close> variables run inside the task, and may await, when it fails. */
+/* [task, spawner, fn, args...]: calls fn under a yieldable pcall, so the
+** task's <close> variables run inside the task, and may await, when it
+** fails. */
 static int body(lua_State *T) {
   lua_pushcfunction(T, loom__msgh);
-  lua_insert(T, 2);
-  return body_k(T, lua_pcallk(T, lua_gettop(T) - 3, LUA_MULTRET, 2, 0,
+  lua_insert(T, 3);
+  return body_k(T, lua_pcallk(T, lua_gettop(T) - 4, LUA_MULTRET, 3, 0,
                               body_k), 0);
 }
 
@@ -115,25 +117,27 @@ loom_task_t *loom__totask(lua_State *L, int idx) {
 loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs) {
   int base = lua_gettop(L) - nargs;  /* the function */
   lua_Debug ar;
-  loom_task_t *t = lua_newuserdatauv(L, sizeof *t, LOOM_TASK_NUV);
+  loom_task_t *t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   loom__list_init(&t->waiters);
-  t->spawn_line = -1;
   luaL_setmetatable(L, LOOM_TASK_MT);
   lua_insert(L, base);  /* [task, fn, args...] */
-  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
-    t->spawn_line = ar.currentline;
-    lua_setiuservalue(L, base, LOOM_UV_SPAWNER);
-  }
   lua_State *T = take_thread(L, lm);
-  if (!lua_checkstack(T, nargs + 4))
+  if (!lua_checkstack(T, nargs + 5))
     luaL_error(L, "create_task: too many arguments");
-  lua_setiuservalue(L, base, LOOM_UV_THREAD);
+  lua_setiuservalue(L, base, 1);
   t->thread = T;
   lua_pushcfunction(T, body);
   lua_pushvalue(L, base);
   lua_xmove(L, T, 1);
-  lua_xmove(L, T, nargs + 1);  /* T: [body, task, fn, args...] */
+  t->spawn_line = -1;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
+    t->spawn_line = ar.currentline;
+    lua_xmove(L, T, 1);
+  } else {
+    lua_pushnil(T);
+  }
+  lua_xmove(L, T, nargs + 1);  /* T: [body, task, spawner, fn, args...] */
   live_add(L, lm, t, base);
   loom__enqueue_next(lm, t);
   return t;
@@ -141,6 +145,16 @@ loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs) {
 
 /* ---- resuming and finishing ----------------------------------------- */
 
+/* Pushes a record {error} for a task that failed without running its
+** body to the end: never started, or out of memory. */
+static void push_record(lua_State *L) {
+  lua_createtable(L, 3, 0);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, LOOM_REC_ERROR);
+}
+
+/* The body returned (or failed): keep its outcome on the task, let the
+** thread go, wake whoever waits. */
 static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
   lua_State *L = lm->L, *T = t->thread;
   int top = lua_gettop(L);
@@ -148,17 +162,16 @@ static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
   int ud = lua_gettop(L);
   lua_pushthread(T);
   lua_xmove(T, L, 1);   /* keep the thread anchored while we tidy up */
-  if (status != LUA_OK) {  /* an error escaped the body (out of memory) */
+  if (status != LUA_OK) {  /* an error escaped the body */
     t->state = LOOM_FAILED;
     lua_xmove(T, L, 1);
-    lua_setiuservalue(L, ud, LOOM_UV_RESULT);
-    nres = 0;
-  }
-  if (nres > 0)
-    lua_xmove(T, L, 1);  /* the traceback */
-  else
+    push_record(L);
+  } else if (nres == 1) {
+    lua_xmove(T, L, 1);
+  } else {
     lua_pushnil(L);
-  lua_setiuservalue(L, ud, LOOM_UV_THREAD);
+  }
+  lua_setiuservalue(L, ud, 1);
   lua_settop(T, 0);
   if (status == LUA_OK) give_thread(L, lm, ud + 1);
   t->thread = NULL;
@@ -180,14 +193,12 @@ static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
 
 /* A task cancelled before it ever ran: it finishes without running. */
 static void cancel_unstarted(loom_t *lm, loom_task_t *t) {
-  lua_State *L = lm->L;
-  live_push(L, lm, t);
-  loom__push_cancelled(L);
-  lua_setiuservalue(L, -2, LOOM_UV_RESULT);
-  lua_pop(L, 1);
+  lua_State *T = t->thread;
   t->state = LOOM_CANCELLED;
-  lua_settop(t->thread, 0);
-  finish(lm, t, LUA_OK, 0);
+  lua_settop(T, 0);
+  loom__push_cancelled(T);
+  push_record(T);
+  finish(lm, t, LUA_OK, 1);
 }
 
 void loom__task_resume(loom_t *lm, loom_task_t *t) {
@@ -295,7 +306,7 @@ int loom__task_results(lua_State *L, loom_task_t *t, int idx) {
     case LOOM_DONE:
       if (n == 0) return 0;
       luaL_checkstack(L, n + 1, "too many results");
-      lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+      lua_getiuservalue(L, idx, 1);
       if (n == 1) return 1;
       for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
       lua_remove(L, -n - 1);
@@ -304,18 +315,25 @@ int loom__task_results(lua_State *L, loom_task_t *t, int idx) {
       t->flags |= LOOM_TF_RETRIEVED;
       /* FALLTHROUGH */
     case LOOM_CANCELLED:
-      lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+      loom__push_task_error(L, idx);
       return lua_error(L);
     default:
       return luaL_error(L, "task not finished");
   }
 }
 
+void loom__push_task_error(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, 1);
+  lua_rawgeti(L, -1, LOOM_REC_ERROR);
+  lua_remove(L, -2);
+}
+
 void loom__task_first_result(lua_State *L, loom_task_t *t, int idx) {
   if (t->nresults == 0) {
     lua_pushnil(L);
   } else {
-    lua_getiuservalue(L, idx, LOOM_UV_RESULT);
+    lua_getiuservalue(L, idx, 1);
     if (t->nresults > 1) {
       lua_rawgeti(L, -1, 1);
       lua_remove(L, -2);
