@@ -29,8 +29,8 @@ static int l_spawn(lua_State *L) {
 static int l_await(lua_State *L) {
   loom_t *lm = loom__up(L);
   luaL_checkany(L, 1);
-  if (loom__totask(L, 1)) return loom__await_task(L, lm, 1, "await");
-  if (luaL_testudata(L, 1, LOOM_FUTURE_MT))
+  if (loom__totask(L, lm, 1)) return loom__await_task(L, lm, 1, "await");
+  if (loom__testudata(L, 1, lm->future_mt))
     return loom__await_future(L, lm, 1, "await");
   return lua_gettop(L);  /* not awaitable: returned as is */
 }

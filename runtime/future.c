@@ -19,14 +19,14 @@ typedef struct loom_future {
 /* user value 1: the one value, a table of them, or the error */
 
 static loom_future_t *checkfuture(lua_State *L) {
-  return luaL_checkudata(L, 1, LOOM_FUTURE_MT);
+  return loom__checkself(L, loom__up(L)->future_mt, LOOM_FUTURE_MT);
 }
 
 static int f_new(lua_State *L) {
   loom_future_t *f = lua_newuserdatauv(L, sizeof *f, 1);
   memset(f, 0, sizeof *f);
   loom__list_init(&f->waiters);
-  luaL_setmetatable(L, LOOM_FUTURE_MT);
+  loom__setmetatable(L, loom__up(L)->future_mt_ref);
   return 1;
 }
 
@@ -134,12 +134,14 @@ int loom__open_future(lua_State *L, loom_t *lm) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, LOOM_FUTURE_MT);
+  loom__keep_metatable(L, &lm->future_mt, &lm->future_mt_ref);
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_newtable(L);
   loom__setfuncs(L, lm, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  lua_pushcfunction(L, f_new);
+  lua_pushlightuserdata(L, lm);
+  lua_pushcclosure(L, f_new, 1);
   return 1;  /* leaves loom.future on the stack */
 }

@@ -94,10 +94,11 @@ static void push_item(lua_State *L, int i, int as_table) {
 
 /* Checks every item before anything is spawned or linked, so a bad one
 ** leaves nothing behind. */
-static void check_items(lua_State *L, loom_task_t *me, int n, int as_table) {
+static void check_items(lua_State *L, loom_t *lm, int n, int as_table) {
+  loom_task_t *me = lm->current;
   for (int i = 1; i <= n; i++) {
     push_item(L, i, as_table);
-    loom_task_t *t = loom__totask(L, -1);
+    loom_task_t *t = loom__totask(L, lm, -1);
     if (t == me && me != NULL)
       luaL_error(L, "gather: a task cannot await itself");
     if (t == NULL && !lua_isfunction(L, -1)) {
@@ -114,7 +115,7 @@ int loom__gather(lua_State *L) {
   loom_t *lm = loom__up(L);
   int as_table = lua_gettop(L) == 1 && lua_type(L, 1) == LUA_TTABLE;
   int n = as_table ? (int)lua_rawlen(L, 1) : lua_gettop(L);
-  check_items(L, lm->current, n, as_table);
+  check_items(L, lm, n, as_table);
   loom_task_t *me = loom__prepare_suspend(L, lm, "gather");
   lua_createtable(L, n, 0);
   int tasks = lua_gettop(L);
@@ -127,7 +128,7 @@ int loom__gather(lua_State *L) {
   g->as_table = as_table;
   for (int i = 1; i <= n; i++) {
     push_item(L, i, as_table);
-    loom_task_t *t = loom__totask(L, -1);
+    loom_task_t *t = loom__totask(L, lm, -1);
     if (t == NULL) t = loom__spawn(L, lm, 0);
     lua_rawseti(L, tasks, i);
     gather_node *nd = &g->nodes[i - 1];

@@ -151,6 +151,8 @@ struct loom {
   uint32_t pool_count;
   int exit_requested, exit_code, exit_close;
   int reported;              /* failures reported since last asked */
+  const void *task_mt, *future_mt;  /* to recognise them: see testudata */
+  int task_mt_ref, future_mt_ref;    /* registry: to set them */
   loom_report_fn report;
   void *report_ud;
 };
@@ -171,6 +173,26 @@ static inline int loom__is_task_thread(lua_State *co, loom_t *lm) {
 }
 static inline loom_t *loom__thread_loom(lua_State *T) {
   return (loom_t *)(*(uintptr_t *)lua_getextraspace(T) & ~(uintptr_t)1);
+}
+/* The userdata at idx if its metatable is mt, else NULL: as
+** luaL_testudata, with a pointer compare instead of a lookup by name. */
+static inline void *loom__testudata(lua_State *L, int idx, const void *mt) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    int same = lua_topointer(L, -1) == mt;
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  return NULL;
+}
+/* As luaL_checkudata, for argument 1 of method 'name'. */
+void *loom__checkself(lua_State *L, const void *mt, const char *tname);
+/* Makes the metatable on top the one of tname; remembers it in *mt, *ref. */
+void loom__keep_metatable(lua_State *L, const void **mt, int *ref);
+/* Sets the metatable remembered in ref on the value on top. */
+static inline void loom__setmetatable(lua_State *L, int ref) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_setmetatable(L, -2);
 }
 /* Registers fns with the runtime as their upvalue 1. */
 void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns);
@@ -204,7 +226,9 @@ void loom__resumed(lua_State *L, loom_t *lm);
 
 /* task.c */
 int loom__open_task(lua_State *L, loom_t *lm);
-loom_task_t *loom__totask(lua_State *L, int idx);  /* NULL if not a task */
+static inline loom_task_t *loom__totask(lua_State *L, loom_t *lm, int idx) {
+  return loom__testudata(L, idx, lm->task_mt);  /* NULL if not a task */
+}
 /* Pops a function and nargs arguments, pushes the new Task. */
 loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs);
 void loom__task_resume(loom_t *lm, loom_task_t *t);

@@ -20,6 +20,18 @@ void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns) {
   }
 }
 
+void *loom__checkself(lua_State *L, const void *mt, const char *tname) {
+  void *p = loom__testudata(L, 1, mt);
+  if (p == NULL) luaL_typeerror(L, 1, tname);
+  return p;
+}
+
+void loom__keep_metatable(lua_State *L, const void **mt, int *ref) {
+  *mt = lua_topointer(L, -1);
+  lua_pushvalue(L, -1);
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 static void default_report(loom_t *lm, const char *report, void *ud) {
   (void)lm; (void)ud;
   fprintf(stderr, "loom: %s\n", report);
@@ -198,7 +210,7 @@ static int main_outcome(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
 
 int loom_run(lua_State *L, int *nresults) {
   loom_t *lm = loom_get(L);
-  loom_task_t *t = loom__totask(L, -1);
+  loom_task_t *t = lm ? loom__totask(L, lm, -1) : NULL;
   int idx = lua_gettop(L);
   if (nresults) *nresults = 0;
   if (lm == NULL || lm->running || lm->current) return UV_EBUSY;

@@ -11,6 +11,7 @@
 
 #include <lualib.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 #define HAS_E 0x01  /* -e */
@@ -246,6 +247,56 @@ static int main_body(lua_State *L) {
 
 /* ---- the process ---------------------------------------------------- */
 
+static int panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "%s: PANIC: unprotected error in call to Lua API (%s)\n",
+          progname, msg ? msg : "error object is not a string");
+  return 0;
+}
+
+/* Warnings as lua(1) shows them: off until "@on", in pieces. */
+typedef struct { int on, cont; } warn_state;
+
+static void warn(void *ud, const char *msg, int tocont) {
+  warn_state *w = ud;
+  if (!w->cont && msg[0] == '@') {  /* a control message */
+    if (strcmp(msg, "@on") == 0) w->on = 1;
+    else if (strcmp(msg, "@off") == 0) w->on = 0;
+    return;
+  }
+  if (w->on) {
+    if (!w->cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputs("\n", stderr);
+    fflush(stderr);
+  }
+  w->cont = tocont;
+}
+
+/* A state on loom's pool allocator (see alloc.c); LOOM_ALLOC=system, or a
+** sanitizer build, keeps malloc for every block so tools see them all. */
+static lua_State *new_state(loom_pool **pool, warn_state *w) {
+  const char *choice = getenv("LOOM_ALLOC");
+  lua_State *L;
+  *pool = NULL;
+#ifndef LOOM_SANITIZE
+  if (choice == NULL || strcmp(choice, "system") != 0)
+    *pool = loom_pool_new();
+#else
+  (void)choice;
+#endif
+  if (*pool == NULL) {
+    L = luaL_newstate();
+  } else {
+    L = lua_newstate(loom_pool_alloc, *pool);
+    if (L != NULL) {
+      lua_atpanic(L, panic);
+      lua_setwarnf(L, warn, w);
+    }
+  }
+  return L;
+}
+
 static void report(loom_t *lm, const char *text, void *ud) {
   (void)lm; (void)ud;
   message(text);
@@ -285,7 +336,9 @@ int main(int argc, char **argv) {
     return EXIT_FAILURE;
   }
 
-  lua_State *L = luaL_newstate();
+  loom_pool *pool;
+  warn_state w = { 0, 0 };
+  lua_State *L = new_state(&pool, &w);
   if (L == NULL) {
     message("cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -315,11 +368,15 @@ int main(int argc, char **argv) {
   if (r == LOOM_EEXIT) {
     status = loom_exit_code(lm, &close_state);
     loom_report_unretrieved(lm);
-    if (close_state) lua_close(L);
+    if (close_state) {
+      lua_close(L);
+      loom_pool_free(pool);
+    }
     exit(status);
   }
   if (r != 0) status = report_failure(L, &c, r);
   if (loom_report_unretrieved(lm) > 0) status = EXIT_FAILURE;
   lua_close(L);
+  loom_pool_free(pool);
   return status;
 }

@@ -110,17 +110,13 @@ static int body(lua_State *T) {
 
 /* ---- spawning ------------------------------------------------------- */
 
-loom_task_t *loom__totask(lua_State *L, int idx) {
-  return luaL_testudata(L, idx, LOOM_TASK_MT);
-}
-
 loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs) {
   int base = lua_gettop(L) - nargs;  /* the function */
   lua_Debug ar;
   loom_task_t *t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   loom__list_init(&t->waiters);
-  luaL_setmetatable(L, LOOM_TASK_MT);
+  loom__setmetatable(L, lm->task_mt_ref);
   lua_insert(L, base);  /* [task, fn, args...] */
   lua_State *T = take_thread(L, lm);
   if (!lua_checkstack(T, nargs + 5))
@@ -362,7 +358,7 @@ int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname) {
 /* ---- methods -------------------------------------------------------- */
 
 static loom_task_t *checktask(lua_State *L) {
-  return luaL_checkudata(L, 1, LOOM_TASK_MT);
+  return loom__checkself(L, loom__up(L)->task_mt, LOOM_TASK_MT);
 }
 
 static int t_await(lua_State *L) {
@@ -487,6 +483,7 @@ int loom__open_task(lua_State *L, loom_t *lm) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, LOOM_TASK_MT);
+  loom__keep_metatable(L, &lm->task_mt, &lm->task_mt_ref);
   loom__setfuncs(L, lm, metamethods);
   lua_newtable(L);
   loom__setfuncs(L, lm, methods);
