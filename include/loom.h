@@ -48,18 +48,25 @@ uv_loop_t *loom_loop(loom_t *lm);
 void loom_openglobals(lua_State *L);
 
 /*
-** Pops a function and its nargs arguments from L and spawns them as a task;
-** pushes the Task. The task starts on the next loop turn. Returns 0, or
-** LOOM_E... with nothing pushed if the top is not callable.
+** Pops a function (or any callable) and its nargs arguments from L and
+** spawns them as a task; pushes the Task. The task starts on the next loop
+** turn. Returns 0, or UV_EINVAL with nothing popped or pushed if L has no
+** runtime or the value below the arguments is not callable.
 */
 int loom_spawn(lua_State *L, int nargs);
 
 /*
-** Runs the loop until no work remains. If the value on top of L is a Task
-** (it is popped), waits for that task in particular: returns 0 and pushes
-** its results (the count is in *nresults when not NULL), or LOOM_EFAILED
-** and pushes its error value and a traceback string, or LOOM_EDEADLOCK,
-** or LOOM_EEXIT. Must not be called from inside a task.
+** Runs the loop until no work remains: no task ready, sleeping or waiting
+** on I/O (with a host's loop, the host's own active handles count too; a
+** host may also drive the loop with uv_run itself, and tasks run as well).
+** If the value on top of L is a Task (it is popped), reports on that task
+** in particular: returns 0 and pushes its results (the count is in
+** *nresults when not NULL); or LOOM_EFAILED, the loop stopped as soon as
+** it failed or was cancelled, with its error value and a traceback (a
+** string, or nil for a cancellation) pushed; or LOOM_EDEADLOCK with a
+** message pushed, if the loop ran dry while it still waited; or
+** LOOM_EEXIT, nothing pushed, if a task called os.exit. Returns UV_EBUSY
+** when called from inside a task or while the loop runs.
 */
 int loom_run(lua_State *L, int *nresults);
 

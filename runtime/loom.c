@@ -134,7 +134,7 @@ loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
   loom__open_os(L, lm);
   loom__open_preload(L);
   loom__open_api(L, lm);  /* pushes the module table */
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "loom");
   lua_pop(L, 1);
@@ -175,7 +175,11 @@ int loom_exit_code(loom_t *lm, int *close_state) {
 int loom_spawn(lua_State *L, int nargs) {
   loom_t *lm = loom_get(L);
   int fn = lua_gettop(L) - nargs;
-  if (lm == NULL || fn < 1 || !lua_isfunction(L, fn)) return UV_EINVAL;
+  if (lm == NULL || fn < 1) return UV_EINVAL;
+  if (!lua_isfunction(L, fn)) {
+    if (luaL_getmetafield(L, fn, "__call") == LUA_TNIL) return UV_EINVAL;
+    lua_pop(L, 1);
+  }
   loom__spawn(L, lm, nargs);
   return 0;
 }
@@ -217,6 +221,7 @@ int loom_run(lua_State *L, int *nresults) {
   if (t) t->flags |= LOOM_TF_MAIN;
   lm->running = 1;
   lm->stopping = 0;
+  lm->exit_requested = 0;
   uv_run(lm->loop, UV_RUN_DEFAULT);
   lm->running = 0;
   if (t) t->flags &= ~LOOM_TF_MAIN;

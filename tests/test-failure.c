@@ -220,6 +220,21 @@ static void test_unretrieved_collected(void) {
   ASSERT_INT_EQ(r.calls, 1);
 }
 
+/* A failure still unreported when the state closes goes to the hook then,
+** so closing never loses one silently. */
+static void test_unretrieved_at_close(void) {
+  loom_t *lm;
+  reports r;
+  lua_State *L = newloom_reporting(&lm, &r);
+  TEST_DO(L, "keep = spawn(function() error('at close') end)");
+  ASSERT_INT_EQ(loom_run(L, NULL), 0);
+  ASSERT_INT_EQ(r.calls, 0);
+  lua_close(L);
+  ASSERT_INT_EQ(r.calls, 1);
+  ASSERT(r.lm == lm);
+  ASSERT_HAS(r.text[0], "at close");
+}
+
 /* Several failures are reported in the order they failed. */
 static void test_unretrieved_order(void) {
   loom_t *lm;
@@ -412,6 +427,7 @@ int main(int argc, char **argv) {
     TEST_CASE(test_main_cancelled),
     TEST_CASE(test_unretrieved_reported),
     TEST_CASE(test_unretrieved_collected),
+    TEST_CASE(test_unretrieved_at_close),
     TEST_CASE(test_unretrieved_order),
     TEST_CASE(test_retrieved_not_reported),
     TEST_CASE(test_default_report),

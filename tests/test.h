@@ -6,8 +6,8 @@
 **
 ** Each test file is one program (one ctest entry) made of several
 ** test_* functions listed in a test_case table for test_main; an assertion
-** that fails prints the file, the line and the values, then aborts.
-** 'test-run name...' runs only the named tests (handy under valgrind).
+** that fails prints the file, the line and the values, then aborts that
+** test. 'test-run name...' runs only the named tests.
 */
 #ifndef LOOM_TEST_H
 #define LOOM_TEST_H
@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -109,24 +111,42 @@ typedef struct test_case {
 
 #define TEST_CASE(fn) { #fn, fn }
 
-/* Runs every case of the NULL-terminated table, or those named in argv. */
+/* Runs every case of the NULL-terminated table, or those named in argv,
+** each in a child process as libuv's runner does, so one that aborts
+** does not hide the others. Under valgrind each child is checked. */
 static inline int test_main(const test_case *cases, int argc, char **argv) {
-  int ran = 0;
+  int ran = 0, failed = 0;
   for (const test_case *c = cases; c->name != NULL; c++) {
-    int wanted = argc <= 1;
+    int wanted = argc <= 1, status;
     for (int i = 1; i < argc && !wanted; i++)
       wanted = strcmp(argv[i], c->name) == 0;
     if (!wanted) continue;
-    c->fn();
-    printf("ok %s\n", c->name);
-    fflush(stdout);
     ran++;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+      c->fn();
+      exit(EXIT_SUCCESS);
+    }
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      printf("ok %s\n", c->name);
+    } else {
+      failed++;
+      if (WIFSIGNALED(status))
+        printf("FAIL %s (signal %d)\n", c->name, WTERMSIG(status));
+      else
+        printf("FAIL %s (exit %d)\n", c->name, WEXITSTATUS(status));
+    }
   }
+  fflush(stdout);
   if (ran == 0) {
     fprintf(stderr, "no test of that name\n");
     return EXIT_FAILURE;
   }
-  return EXIT_SUCCESS;
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #endif
