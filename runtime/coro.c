@@ -11,9 +11,8 @@
 #include "internal.h"
 
 static lua_State *getco(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
-  return co;
+  luaL_checktype(L, 1, LUA_TTHREAD);  /* Lua 5.4.4 says "thread expected" */
+  return lua_tothread(L, 1);
 }
 
 /*
