@@ -11,7 +11,7 @@ enum { F_PENDING, F_DONE, F_FAILED };
 static const char *const fstate_names[] = { "pending", "done", "failed" };
 
 typedef struct loom_future {
-  loom__waiter waiters;
+  loom__link waiters;
   uint32_t nvalues;
   uint8_t state;
 } loom_future_t;
@@ -34,7 +34,7 @@ static void settle(lua_State *L, loom_future_t *f, int state) {
   if (f->state != F_PENDING)
     luaL_error(L, "future is already %s", fstate_names[f->state]);
   f->state = (uint8_t)state;
-  loom__list_fire(&f->waiters);
+  loom__list_fire(&f->waiters, state == F_FAILED);
 }
 
 /* f:set(...) */
@@ -110,8 +110,7 @@ int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn) {
   loom_future_t *f = lua_touserdata(L, idx);
   if (f->state != F_PENDING) return values(L, f, idx);
   loom_task_t *me = loom__prepare_suspend(L, lm, fn);
-  me->node.fire = loom__fire_wake;
-  loom__list_push(&f->waiters, &me->node);
+  loom__wait_on(&f->waiters, me);
   return loom__suspend(L, lm, &future_wait, idx, await_k);
 }
 
@@ -135,8 +134,10 @@ int loom__open_future(lua_State *L, loom_t *lm) {
   };
   luaL_newmetatable(L, LOOM_FUTURE_MT);
   loom__keep_metatable(L, &lm->future_mt, &lm->future_mt_ref);
-  lua_pushcfunction(L, f_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg metamethods[] = {
+    {"__tostring", f_tostring}, {NULL, NULL}
+  };
+  loom__setfuncs(L, lm, metamethods);
   lua_newtable(L);
   loom__setfuncs(L, lm, methods);
   lua_setfield(L, -2, "__index");

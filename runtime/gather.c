@@ -13,7 +13,7 @@ typedef struct gather_state gather_state;
 typedef struct gather_node {
   loom__waiter w;
   gather_state *g;
-  loom_task_t *child;
+  loom_task_t *child;  /* for cancelling it from the wait's cancel hook */
 } gather_node;
 
 struct gather_state {
@@ -24,11 +24,11 @@ struct gather_state {
   gather_node nodes[];
 };
 
-static void node_fire(loom__waiter *w) {
+static void node_fire(loom__waiter *w, int failed) {
   gather_node *nd = (gather_node *)w;
   gather_state *g = nd->g;
   g->pending--;
-  if (nd->child->state != LOOM_DONE && g->failed == 0)
+  if (failed && g->failed == 0)
     g->failed = (uint32_t)(nd - g->nodes) + 1;
   if (g->failed || g->pending == 0) loom__wake(g->gatherer);
 }
@@ -134,7 +134,7 @@ int loom__gather(lua_State *L) {
     gather_node *nd = &g->nodes[i - 1];
     nd->g = g;
     nd->child = t;
-    nd->w.next = nd->w.prev = NULL;
+    nd->w.link.next = nd->w.link.prev = NULL;
     nd->w.fire = node_fire;
     if (t->state < LOOM_DONE) {
       loom__list_push(&t->waiters, &nd->w);

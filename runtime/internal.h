@@ -31,34 +31,33 @@
 
 /* ---- intrusive lists: who waits on a task or future --------------- */
 
+typedef struct loom__link { struct loom__link *next, *prev; } loom__link;
+
 typedef struct loom__waiter loom__waiter;
 struct loom__waiter {
-  loom__waiter *next, *prev;
-  /* Called (from C, never into Lua) when the awaited object finishes. */
-  void (*fire)(loom__waiter *w);
+  loom__link link;  /* first member: a link is its waiter */
+  /* Called (from C, never into Lua) when the awaited object finishes;
+  ** failed: it ended with an error or a cancellation. */
+  void (*fire)(loom__waiter *w, int failed);
 };
 
-/* A list head is a waiter whose fire is never called. */
-static inline void loom__list_init(loom__waiter *head) {
+static inline void loom__list_init(loom__link *head) {
   head->next = head->prev = head;
 }
-static inline int loom__list_empty(const loom__waiter *head) {
-  return head->next == head;
-}
-static inline void loom__list_push(loom__waiter *head, loom__waiter *w) {
-  w->prev = head->prev;
-  w->next = head;
-  head->prev->next = w;
-  head->prev = w;
+static inline void loom__list_push(loom__link *head, loom__waiter *w) {
+  w->link.prev = head->prev;
+  w->link.next = head;
+  head->prev->next = &w->link;
+  head->prev = &w->link;
 }
 static inline void loom__list_unlink(loom__waiter *w) {
-  if (w->next == NULL) return;  /* not linked */
-  w->prev->next = w->next;
-  w->next->prev = w->prev;
-  w->next = w->prev = NULL;
+  if (w->link.next == NULL) return;  /* not linked */
+  w->link.prev->next = w->link.next;
+  w->link.next->prev = w->link.prev;
+  w->link.next = w->link.prev = NULL;
 }
 /* Unlinks and fires every waiter of head, in the order they came. */
-void loom__list_fire(loom__waiter *head);
+void loom__list_fire(loom__link *head, int failed);
 
 /* ---- tasks ---------------------------------------------------------- */
 
@@ -92,7 +91,7 @@ typedef struct loom__wait {
 
 struct loom_task {
   loom__waiter node;       /* links this task into what it awaits */
-  loom__waiter waiters;    /* head: who awaits this task */
+  loom__link waiters;      /* who awaits this task */
   lua_State *thread;       /* NULL once finished */
   const loom__wait *wait;  /* what it waits on while suspended */
   union {
@@ -240,9 +239,9 @@ void loom__task_first_result(lua_State *L, loom_task_t *t, int idx);
 /* Pushes the error of a failed or cancelled task at idx. */
 void loom__push_task_error(lua_State *L, int idx);
 int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);
-/* For waits on one task or future through t->node: the waiter's fire
-** (wakes t) and the wait's cancel hook (unlinks t->node). */
-void loom__fire_wake(loom__waiter *w);
+/* Waits on one task or future: links me->node into its list of waiters
+** (firing wakes me); loom__stop_waiting, the wait's cancel hook, unlinks. */
+void loom__wait_on(loom__link *waiters, loom_task_t *me);
 void loom__stop_waiting(loom_task_t *t);
 void loom__push_report(lua_State *L, int idx);  /* for a failed task */
 int loom__report_failures(loom_t *lm);

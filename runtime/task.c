@@ -74,11 +74,18 @@ static void give_thread(lua_State *L, loom_t *lm, int idx) {
 static int body_k(lua_State *T, int status, lua_KContext ctx) {
   loom_task_t *t = lua_touserdata(T, 1);
   (void)ctx;
+  if ((status == LUA_OK || status == LUA_YIELD) &&
+      (t->flags & LOOM_TF_CANCEL)) {
+    /* cancelled while running, and it never waited again: as asyncio,
+    ** it ends cancelled all the same */
+    lua_settop(T, 3);
+    loom__push_cancelled(T);
+    status = LUA_ERRRUN;
+  }
   if (status == LUA_OK || status == LUA_YIELD) {
     int n = lua_gettop(T) - 3;
     t->nresults = (uint32_t)n;
-    /* cancelled while running and never waited again: as asyncio */
-    t->state = (t->flags & LOOM_TF_CANCEL) ? LOOM_CANCELLED : LOOM_DONE;
+    t->state = LOOM_DONE;
     if (n <= 1) return n;
     lua_createtable(T, n, 0);
     lua_insert(T, 4);
@@ -184,7 +191,7 @@ static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
     uv_stop(lm->loop);
   }
   lua_settop(L, top);
-  loom__list_fire(&t->waiters);
+  loom__list_fire(&t->waiters, t->state != LOOM_DONE);
 }
 
 /* A task cancelled before it ever ran: it finishes without running. */
@@ -278,16 +285,22 @@ int loom__task_cancel(loom_t *lm, loom_task_t *t) {
 
 /* ---- awaiting ------------------------------------------------------- */
 
-void loom__list_fire(loom__waiter *head) {
-  while (!loom__list_empty(head)) {
-    loom__waiter *w = head->next;
+void loom__list_fire(loom__link *head, int failed) {
+  while (head->next != head) {
+    loom__waiter *w = (loom__waiter *)head->next;
     loom__list_unlink(w);
-    w->fire(w);
+    w->fire(w, failed);
   }
 }
 
-void loom__fire_wake(loom__waiter *w) {
+static void fire_wake(loom__waiter *w, int failed) {
+  (void)failed;
   loom__wake((loom_task_t *)((char *)w - offsetof(loom_task_t, node)));
+}
+
+void loom__wait_on(loom__link *waiters, loom_task_t *me) {
+  me->node.fire = fire_wake;
+  loom__list_push(waiters, &me->node);
 }
 
 void loom__stop_waiting(loom_task_t *t) {
@@ -350,8 +363,7 @@ int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname) {
   if (t == lm->current)
     return luaL_error(L, "%s: a task cannot await itself", fname);
   loom_task_t *me = loom__prepare_suspend(L, lm, fname);
-  me->node.fire = loom__fire_wake;
-  loom__list_push(&t->waiters, &me->node);
+  loom__wait_on(&t->waiters, me);
   return loom__suspend(L, lm, &await_wait, idx, await_k);
 }
 
@@ -409,8 +421,7 @@ static int t_close(lua_State *L) {
   if (t->state >= LOOM_DONE || t == lm->current || lm->current == NULL)
     return 0;
   loom_task_t *me = loom__prepare_suspend(L, lm, "close");
-  me->node.fire = loom__fire_wake;
-  loom__list_push(&t->waiters, &me->node);
+  loom__wait_on(&t->waiters, me);
   return loom__suspend(L, lm, &await_wait, 0, close_k);
 }
 
