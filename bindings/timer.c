@@ -1,86 +1,154 @@
 /*
 ** timer.c: loom.sleep and loom.now.
 **
-** Every sleeping task sits in one min-heap, ordered by (deadline, order of
-** sleeping), behind a single uv_timer_t armed for the earliest deadline:
-** no libuv handle and no malloc per sleep (the heap array only grows).
-** sleep(0) does not touch the heap: it re-queues the task for the next
-** turn of the loop.
+** Sleeping tasks are grouped by deadline (loop time in ms): one bucket per
+** deadline holds its tasks in a list, in the order they went to sleep, and
+** a min-heap orders the buckets, behind a single uv_timer_t armed for the
+** earliest. Many tasks share a deadline (a burst of sleeps in the same
+** millisecond), so going to sleep and waking are O(1) per task, and the
+** heap only sees buckets. No libuv handle per sleep; buckets are reused, so
+** the sleep/wake path does not allocate. sleep(0) does not touch any of
+** this: it re-queues the task for the next turn of the loop.
 */
 #include <math.h>
 #include <stdlib.h>
 
 #include "../runtime/internal.h"
 
-static int earlier(const loom_task_t *a, const loom_task_t *b) {
-  if (a->w.deadline != b->w.deadline) return a->w.deadline < b->w.deadline;
-  return (int32_t)(a->seq - b->seq) < 0;
+typedef struct bucket {
+  uint64_t deadline;
+  uint32_t heap_index;  /* 1-based; 0 once out of the heap */
+  uint32_t order;       /* creation order: FIFO among equal deadlines */
+  loom__link tasks;     /* through each task's node.link */
+  struct bucket *next_free;
+} bucket;
+
+struct loom__timers {
+  uv_timer_t timer;
+  bucket **heap;        /* 1-based */
+  uint32_t count, cap, order;
+  bucket *last;         /* the newest bucket: the next sleep often joins it */
+  bucket *free;
+};
+
+/* ---- the heap of buckets -------------------------------------------- */
+
+static int earlier(const bucket *a, const bucket *b) {
+  if (a->deadline != b->deadline) return a->deadline < b->deadline;
+  return (int32_t)(a->order - b->order) < 0;
 }
 
-static void heap_set(loom_t *lm, uint32_t i, loom_task_t *t) {
-  lm->heap[i] = t;
-  t->heap_index = i;
+static void heap_set(loom__timers *tm, uint32_t i, bucket *b) {
+  tm->heap[i] = b;
+  b->heap_index = i;
 }
 
-static void sift_up(loom_t *lm, uint32_t i) {
-  loom_task_t *t = lm->heap[i];
-  while (i > 1 && earlier(t, lm->heap[i / 2])) {
-    heap_set(lm, i, lm->heap[i / 2]);
+static void sift_up(loom__timers *tm, uint32_t i) {
+  bucket *b = tm->heap[i];
+  while (i > 1 && earlier(b, tm->heap[i / 2])) {
+    heap_set(tm, i, tm->heap[i / 2]);
     i /= 2;
   }
-  heap_set(lm, i, t);
+  heap_set(tm, i, b);
 }
 
-static void sift_down(loom_t *lm, uint32_t i) {
-  loom_task_t *t = lm->heap[i];
+static void sift_down(loom__timers *tm, uint32_t i) {
+  bucket *b = tm->heap[i];
   for (;;) {
     uint32_t c = 2 * i;
-    if (c > lm->heap_count) break;
-    if (c < lm->heap_count && earlier(lm->heap[c + 1], lm->heap[c])) c++;
-    if (!earlier(lm->heap[c], t)) break;
-    heap_set(lm, i, lm->heap[c]);
+    if (c > tm->count) break;
+    if (c < tm->count && earlier(tm->heap[c + 1], tm->heap[c])) c++;
+    if (!earlier(tm->heap[c], b)) break;
+    heap_set(tm, i, tm->heap[c]);
     i = c;
   }
-  heap_set(lm, i, t);
+  heap_set(tm, i, b);
 }
 
-static void heap_remove(loom_t *lm, loom_task_t *t) {
-  uint32_t i = t->heap_index;
-  loom_task_t *last = lm->heap[lm->heap_count--];
-  t->heap_index = 0;
-  if (last == t) return;
-  heap_set(lm, i, last);
-  sift_up(lm, i);
-  sift_down(lm, last->heap_index);
+/* Takes b out of the heap and keeps it for reuse. */
+static void drop_bucket(loom__timers *tm, bucket *b) {
+  uint32_t i = b->heap_index;
+  bucket *last = tm->heap[tm->count--];
+  b->heap_index = 0;
+  if (last != b) {
+    heap_set(tm, i, last);
+    sift_up(tm, i);
+    sift_down(tm, last->heap_index);
+  }
+  if (tm->last == b) tm->last = NULL;
+  b->next_free = tm->free;
+  tm->free = b;
 }
+
+/* The bucket for a deadline: the newest one if it matches, else a new one
+** (reused if possible). NULL if out of memory. */
+static bucket *bucket_for(loom__timers *tm, uint64_t deadline) {
+  bucket *b = tm->last;
+  if (b != NULL && b->deadline == deadline) return b;
+  if (tm->count + 1 >= tm->cap) {
+    uint32_t cap = tm->cap ? tm->cap * 2 : 64;
+    bucket **heap = realloc(tm->heap, cap * sizeof *heap);
+    if (heap == NULL) return NULL;
+    tm->heap = heap;
+    tm->cap = cap;
+  }
+  if (tm->free != NULL) {
+    b = tm->free;
+    tm->free = b->next_free;
+  } else if ((b = malloc(sizeof *b)) == NULL) {
+    return NULL;
+  }
+  b->deadline = deadline;
+  b->order = tm->order++;
+  loom__list_init(&b->tasks);
+  tm->count++;
+  heap_set(tm, tm->count, b);
+  sift_up(tm, tm->count);
+  tm->last = b;
+  return b;
+}
+
+/* ---- the timer ------------------------------------------------------ */
 
 static void on_timer(uv_timer_t *h);
 
-static void arm(loom_t *lm) {
-  if (lm->heap_count == 0) {
-    uv_timer_stop(&lm->timer);
+static void arm(loom__timers *tm) {
+  if (tm->count == 0) {
+    uv_timer_stop(&tm->timer);
     return;
   }
-  uint64_t now = uv_now(lm->loop), when = lm->heap[1]->w.deadline;
-  uv_timer_start(&lm->timer, on_timer, when > now ? when - now : 0, 0);
+  uint64_t now = uv_now(tm->timer.loop), when = tm->heap[1]->deadline;
+  uv_timer_start(&tm->timer, on_timer, when > now ? when - now : 0, 0);
+}
+
+static loom_task_t *task_of(loom__link *link) {
+  return (loom_task_t *)((char *)link - offsetof(loom_task_t, node));
 }
 
 static void on_timer(uv_timer_t *h) {
-  loom_t *lm = h->data;
-  uint64_t now = uv_now(lm->loop);
-  while (lm->heap_count && lm->heap[1]->w.deadline <= now) {
-    loom_task_t *t = lm->heap[1];
-    heap_remove(lm, t);
-    loom__wake(t);
+  loom__timers *tm = h->data;
+  uint64_t now = uv_now(h->loop);
+  while (tm->count && tm->heap[1]->deadline <= now) {
+    bucket *b = tm->heap[1];
+    while (b->tasks.next != &b->tasks) {
+      loom_task_t *t = task_of(b->tasks.next);
+      loom__list_unlink(&t->node);
+      loom__wake(t);
+    }
+    drop_bucket(tm, b);
   }
-  arm(lm);
+  arm(tm);
 }
 
 static void sleep_cancel(loom_task_t *t) {
-  loom_t *lm = loom__thread_loom(t->thread);
-  int was_first = lm->heap[1] == t;
-  heap_remove(lm, t);
-  if (was_first) arm(lm);
+  loom__timers *tm = loom__thread_loom(t->thread)->timers;
+  bucket *b = t->wait_data;
+  loom__list_unlink(&t->node);
+  if (b->tasks.next == &b->tasks) {  /* it was the last one */
+    int was_first = tm->heap[1] == b;
+    drop_bucket(tm, b);
+    if (was_first) arm(tm);
+  }
 }
 
 static const loom__wait sleep_wait = { "sleep", sleep_cancel };
@@ -94,6 +162,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int l_sleep(lua_State *L) {
   loom_t *lm = loom__up(L);
+  loom__timers *tm = lm->timers;
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
   loom_task_t *t = loom__prepare_suspend(L, lm, "sleep");
@@ -101,22 +170,16 @@ static int l_sleep(lua_State *L) {
     loom__enqueue_next(lm, t);
     return loom__suspend(L, lm, &yield_wait, 0, sleep_k);
   }
-  if (lm->heap_count + 1 >= lm->heap_cap) {
-    uint32_t cap = lm->heap_cap ? lm->heap_cap * 2 : 256;
-    loom_task_t **heap = realloc(lm->heap, cap * sizeof *heap);
-    if (heap == NULL) return luaL_error(L, "sleep: not enough memory");
-    lm->heap = heap;
-    lm->heap_cap = cap;
-  }
-  uv_update_time(lm->loop);
+  uv_update_time(lm->loop);  /* a long-running task made uv_now stale */
   double ms = ceil(s * 1000.0);
-  t->w.deadline = ms >= 1e15 ? UINT64_MAX / 2  /* forever, in practice */
-                             : uv_now(lm->loop) + (uint64_t)ms;
-  t->seq = lm->sleep_seq++;
-  lm->heap_count++;
-  heap_set(lm, lm->heap_count, t);
-  sift_up(lm, lm->heap_count);
-  if (lm->heap[1] == t) arm(lm);
+  uint64_t deadline = ms >= 1e15 ? UINT64_MAX / 2  /* forever, in practice */
+                                 : uv_now(lm->loop) + (uint64_t)ms;
+  bucket *b = bucket_for(tm, deadline);
+  if (b == NULL) return luaL_error(L, "sleep: not enough memory");
+  t->node.link.next = NULL;
+  loom__list_push(&b->tasks, &t->node);
+  t->wait_data = b;
+  if (tm->heap[1] == b && b->tasks.next == &t->node.link) arm(tm);
   return loom__suspend(L, lm, &sleep_wait, 0, sleep_k);
 }
 
@@ -125,16 +188,39 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* ---- life ----------------------------------------------------------- */
+
 int loom__timer_init(loom_t *lm) {
-  int r = uv_timer_init(lm->loop, &lm->timer);
-  lm->timer.data = lm;
+  loom__timers *tm = calloc(1, sizeof *tm);
+  if (tm == NULL) return UV_ENOMEM;
+  int r = uv_timer_init(lm->loop, &tm->timer);
+  tm->timer.data = tm;
+  lm->timers = tm;
   return r;
 }
 
-/* Frees the heap; the handle is closed by the runtime's finalizer. */
+uv_handle_t *loom__timer_handle(loom_t *lm) {
+  return (uv_handle_t *)&lm->timers->timer;
+}
+
+/* Frees the buckets; the handle is closed by the runtime's finalizer, and
+** the rest freed with loom__timer_free once it is closed. */
 void loom__timer_close(loom_t *lm) {
-  free(lm->heap);
-  lm->heap = NULL;
+  loom__timers *tm = lm->timers;
+  for (uint32_t i = 1; i <= tm->count; i++) free(tm->heap[i]);
+  while (tm->free != NULL) {
+    bucket *next = tm->free->next_free;
+    free(tm->free);
+    tm->free = next;
+  }
+  free(tm->heap);
+  tm->heap = NULL;
+  tm->count = 0;
+}
+
+void loom__timer_free(loom_t *lm) {
+  free(lm->timers);
+  lm->timers = NULL;
 }
 
 void loom__open_timer(lua_State *L, loom_t *lm) {

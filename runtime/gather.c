@@ -43,7 +43,7 @@ static void cancel_children(loom_t *lm, gather_state *g) {
 
 /* The gatherer was cancelled: so are the children (as asyncio does). */
 static void gather_cancel(loom_task_t *t) {
-  gather_state *g = t->w.data;
+  gather_state *g = t->wait_data;
   let_go(g);
   cancel_children(loom__thread_loom(t->thread), g);
 }
@@ -144,6 +144,6 @@ int loom__gather(lua_State *L) {
     }
   }
   if (g->failed || g->pending == 0) return finish(L, lm, gidx);
-  me->w.data = g;
+  me->wait_data = g;
   return loom__suspend(L, lm, &gather_wait, gidx, gather_k);
 }

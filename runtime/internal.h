@@ -94,13 +94,9 @@ struct loom_task {
   loom__link waiters;      /* who awaits this task */
   lua_State *thread;       /* NULL once finished */
   const loom__wait *wait;  /* what it waits on while suspended */
-  union {
-    uint64_t deadline;     /* sleep: loop time in ms */
-    void *data;            /* any other wait: what wait->cancel needs */
-  } w;
-  uint32_t heap_index;     /* sleep: position in the timer heap, 0 = none */
+  void *wait_data;         /* what wait->cancel needs */
   uint32_t live_index;     /* position in the live table, 0 once done */
-  uint32_t seq;            /* sleep: FIFO order; failed: failure order */
+  uint32_t seq;            /* failed: the order of failure */
   uint32_t nresults;       /* results kept once done */
   int spawn_line;          /* line of the spawn call, -1 if unknown */
   uint8_t state;           /* loom_state */
@@ -131,13 +127,10 @@ struct loom {
   int owns_loop;
   uv_check_t check;          /* drains the queues after each poll */
   uv_idle_t idle;            /* active while work is queued: no blocking */
-  uv_timer_t timer;          /* fires at the earliest sleep deadline */
   loom__queue ready;         /* drained until empty within a turn */
   loom__queue next;          /* moved to ready at the start of a turn */
   loom_task_t *current;      /* the task being resumed, or NULL */
-  loom_task_t **heap;        /* min-heap of sleepers, 1-based */
-  uint32_t heap_count, heap_cap;
-  uint32_t sleep_seq;
+  struct loom__timers *timers;  /* sleeping tasks: bindings/timer.c */
   uint32_t live_count;       /* unfinished tasks */
   int live_ref;              /* registry: array of unfinished tasks */
   int pool_ref;              /* registry: finished threads for reuse */
@@ -267,8 +260,11 @@ void loom__open_api(lua_State *L, loom_t *lm);
 void loom__open_preload(lua_State *L);
 
 /* bindings/timer.c */
+typedef struct loom__timers loom__timers;
 void loom__open_timer(lua_State *L, loom_t *lm);  /* adds to the table */
 int loom__timer_init(loom_t *lm);
-void loom__timer_close(loom_t *lm);
+uv_handle_t *loom__timer_handle(loom_t *lm);
+void loom__timer_close(loom_t *lm);   /* before its handle is closed */
+void loom__timer_free(loom_t *lm);    /* once its handle is closed */
 
 #endif

@@ -40,9 +40,14 @@ static void default_report(loom_t *lm, const char *report, void *ud) {
 
 /* ---- closing -------------------------------------------------------- */
 
+static void free_runtime(loom_t *lm) {
+  loom__timer_free(lm);
+  free(lm);
+}
+
 static void on_handle_closed(uv_handle_t *h) {
   loom_t *lm = h->data;
-  if (--lm->closing == 0 && !lm->owns_loop) free(lm);
+  if (--lm->closing == 0 && !lm->owns_loop) free_runtime(lm);
 }
 
 /* __gc of the runtime's userdata: runs when the state closes. */
@@ -52,7 +57,7 @@ static int runtime_gc(lua_State *L) {
   if (lm == NULL) return 0;
   uv_handle_t *handles[] = {
     (uv_handle_t *)&lm->check, (uv_handle_t *)&lm->idle,
-    (uv_handle_t *)&lm->timer
+    loom__timer_handle(lm)
   };
   box->lm = NULL;
   loom__sched_close(lm);
@@ -65,7 +70,7 @@ static int runtime_gc(lua_State *L) {
   if (lm->owns_loop) {
     uv_run(lm->loop, UV_RUN_DEFAULT);  /* lets the close callbacks run */
     uv_loop_close(lm->loop);
-    free(lm);
+    free_runtime(lm);
   }
   /* else: freed by the last close callback, when the host runs its loop */
   return 0;
