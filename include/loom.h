@@ -81,6 +81,11 @@ int loom_exit_code(loom_t *lm, int *close_state);
 */
 int loom_report_unretrieved(loom_t *lm);
 
+/* How many failures were reported since the runtime started, however
+** they were (loom.report_unretrieved, collection, this API): the loom
+** command exits 1 if any was. */
+int loom_reported_total(loom_t *lm);
+
 /* Sets the report hook; NULL restores the default (stderr). */
 void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
 

@@ -143,8 +143,11 @@ struct loom {
   uint32_t pool_count;
   int exit_requested, exit_code, exit_close;
   int reported;              /* failures reported since last asked */
-  const void *task_mt, *future_mt;  /* to recognise them: see testudata */
-  int task_mt_ref, future_mt_ref;    /* registry: to set them */
+  int reported_total;        /* failures reported since the start */
+  /* metatables: pointers to recognise them (see testudata), registry
+  ** refs to set them; a failed task's has a finalizer (see task.c) */
+  const void *task_mt, *failed_task_mt, *future_mt;
+  int task_mt_ref, failed_task_mt_ref, future_mt_ref;
   loom_report_fn report;
   void *report_ud;
 };
@@ -186,6 +189,10 @@ static inline void loom__setmetatable(lua_State *L, int ref) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   lua_setmetatable(L, -2);
 }
+static inline void loom__setmetatable_at(lua_State *L, int idx, int ref) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_setmetatable(L, idx < 0 ? idx - 1 : idx);
+}
 /* Registers fns with the runtime as their upvalue 1. */
 void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns);
 
@@ -219,7 +226,11 @@ void loom__resumed(lua_State *L, loom_t *lm);
 /* task.c */
 int loom__open_task(lua_State *L, loom_t *lm);
 static inline loom_task_t *loom__totask(lua_State *L, loom_t *lm, int idx) {
-  return loom__testudata(L, idx, lm->task_mt);  /* NULL if not a task */
+  void *p = lua_touserdata(L, idx);  /* NULL if not a task: */
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  const void *mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return mt == lm->task_mt || mt == lm->failed_task_mt ? p : NULL;
 }
 /* Pops a function and nargs arguments, pushes the new Task. */
 loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs);

@@ -170,6 +170,10 @@ int loom_report_unretrieved(loom_t *lm) {
   return loom__report_failures(lm);
 }
 
+int loom_reported_total(loom_t *lm) {
+  return lm->reported_total;
+}
+
 int loom_exit_code(loom_t *lm, int *close_state) {
   if (close_state) *close_state = lm->exit_close;
   return lm->exit_code;

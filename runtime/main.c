@@ -375,7 +375,8 @@ int main(int argc, char **argv) {
     exit(status);
   }
   if (r != 0) status = report_failure(L, &c, r);
-  if (loom_report_unretrieved(lm) > 0) status = EXIT_FAILURE;
+  loom_report_unretrieved(lm);
+  if (loom_reported_total(lm) > 0) status = EXIT_FAILURE;
   lua_close(L);
   loom_pool_free(pool);
   return status;

@@ -180,6 +180,7 @@ static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
   t->thread = NULL;
   live_remove(L, lm, t);
   if (t->state == LOOM_FAILED) {
+    loom__setmetatable_at(L, ud, lm->failed_task_mt_ref);
     t->seq = ++lm->fail_seq;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failed_ref);
     lua_pushvalue(L, ud);
@@ -370,7 +371,9 @@ int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname) {
 /* ---- methods -------------------------------------------------------- */
 
 static loom_task_t *checktask(lua_State *L) {
-  return loom__checkself(L, loom__up(L)->task_mt, LOOM_TASK_MT);
+  loom_task_t *t = loom__totask(L, loom__up(L), 1);
+  if (t == NULL) luaL_typeerror(L, 1, LOOM_TASK_MT);
+  return t;
 }
 
 static int t_await(lua_State *L) {
@@ -430,6 +433,7 @@ static int t_close(lua_State *L) {
 static void report(loom_t *lm, lua_State *L, loom_task_t *t, int idx) {
   t->flags |= LOOM_TF_REPORTED;
   lm->reported++;
+  lm->reported_total++;
   loom__push_report(L, idx);
   lm->report(lm, lua_tostring(L, -1), lm->report_ud);
   lua_pop(L, 1);
@@ -490,15 +494,26 @@ int loom__open_task(lua_State *L, loom_t *lm) {
     {"status", t_status}, {"result", t_result}, {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {
-    {"__tostring", t_tostring}, {"__close", t_close}, {"__gc", t_gc},
-    {NULL, NULL}
+    {"__tostring", t_tostring}, {"__close", t_close}, {NULL, NULL}
   };
+  static const luaL_Reg finalizer[] = { {"__gc", t_gc}, {NULL, NULL} };
   luaL_newmetatable(L, LOOM_TASK_MT);
   loom__keep_metatable(L, &lm->task_mt, &lm->task_mt_ref);
   loom__setfuncs(L, lm, metamethods);
   lua_newtable(L);
   loom__setfuncs(L, lm, methods);
   lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  /* A failed task gets a twin metatable with a finalizer, to report the
+  ** failure if it is collected unretrieved: only those pay for one. */
+  lua_createtable(L, 0, 5);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  loom__setfuncs(L, lm, finalizer);
+  loom__keep_metatable(L, &lm->failed_task_mt, &lm->failed_task_mt_ref);
+  lua_pop(L, 2);
   return 0;
 }
