@@ -15,6 +15,13 @@ static lua_State *getco(lua_State *L) {
   return lua_tothread(L, 1);
 }
 
+/* A coroutine that passed a suspension up is "parked": it keeps the
+** sentinel on its stack until the task resumes it, and nobody else may. */
+static int parked(lua_State *co) {
+  return lua_status(co) == LUA_YIELD && lua_gettop(co) > 0 &&
+         lua_touserdata(co, -1) == LOOM_SUSPEND;
+}
+
 /*
 ** Resumes co with the narg values on top of L. Returns how many values co
 ** gave (now on L's top), or -1 with the error message on top. If co
@@ -22,16 +29,14 @@ static lua_State *getco(lua_State *L) {
 ** the task's resume then continues in k (ctx = co), which steps again.
 */
 static int step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
-  int nres, status;
+  loom_t *lm = loom__up(L);
+  int nres, status, blocked = !lua_isyieldable(L);
   lua_xmove(L, co, narg);
+  lm->unyieldable += blocked;  /* a wait in co could not pass L: refuse it */
   status = lua_resume(co, L, narg, &nres);
+  lm->unyieldable -= blocked;
   if (status == LUA_YIELD && nres == 1 &&
       lua_touserdata(co, -1) == LOOM_SUSPEND) {
-    lua_pop(co, 1);
-    if (!lua_isyieldable(L)) {
-      lua_pushliteral(L, "attempt to yield across a C-call boundary");
-      return -1;
-    }
     lua_pushlightuserdata(L, LOOM_SUSPEND);
     return lua_yieldk(L, 1, (lua_KContext)co, k);
   }
@@ -48,9 +53,16 @@ static int step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   return -1;
 }
 
+/* The task resumed: unpark co and resume it with what the task got. */
+static int step_again(lua_State *L, lua_State *co, int narg,
+                      lua_KFunction k) {
+  lua_pop(co, 1);  /* the sentinel */
+  return step(L, co, narg, k);
+}
+
 static int auxresume(lua_State *L, lua_State *co, int narg,
                      lua_KFunction k) {
-  if (loom__is_task_thread(co, loom__up(L))) {
+  if (loom__is_task_thread(co, loom__up(L)) || parked(co)) {
     lua_pushliteral(L, "cannot resume non-suspended coroutine");
     return -1;
   }
@@ -74,8 +86,8 @@ static int resume_done(lua_State *L, int r) {
 
 static int resume_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;  /* the stack is [co, what the task was resumed with] */
-  return resume_done(L, step(L, (lua_State *)ctx, lua_gettop(L) - 1,
-                             resume_k));
+  return resume_done(L, step_again(L, (lua_State *)ctx, lua_gettop(L) - 1,
+                                   resume_k));
 }
 
 static int co_resume(lua_State *L) {
@@ -84,8 +96,10 @@ static int co_resume(lua_State *L) {
 }
 
 static int co_yield(lua_State *L) {
-  if (loom__is_task_thread(L, loom__up(L)))
-    return luaL_error(L, "attempt to yield from outside a coroutine");
+  if (loom__is_task_thread(L, loom__up(L))) {  /* as Lua: no position */
+    lua_pushliteral(L, "attempt to yield from outside a coroutine");
+    return lua_error(L);
+  }
   return lua_yield(L, lua_gettop(L));
 }
 
@@ -104,7 +118,7 @@ static int co_isyieldable(lua_State *L) {
 
 static const char *status_of(lua_State *L, lua_State *co) {
   if (L == co) return "running";
-  if (loom__is_task_thread(co, loom__up(L))) return "normal";
+  if (loom__is_task_thread(co, loom__up(L)) || parked(co)) return "normal";
   switch (lua_status(co)) {
     case LUA_YIELD:
       return "suspended";
@@ -159,7 +173,7 @@ static int wrap_done(lua_State *L, lua_State *co, int r) {
 static int wrap_k(lua_State *L, int status, lua_KContext ctx) {
   lua_State *co = (lua_State *)ctx;
   (void)status;  /* the stack is [what the task was resumed with] */
-  return wrap_done(L, co, step(L, co, lua_gettop(L), wrap_k));
+  return wrap_done(L, co, step_again(L, co, lua_gettop(L), wrap_k));
 }
 
 static int co_wrapped(lua_State *L) {

@@ -40,12 +40,60 @@ int loom__is_cancelled(lua_State *L, int idx) {
   return yes;
 }
 
+/* The cause of a task's error is kept under the address just past the
+** task, a key nothing else uses. */
+#define CAUSE_KEY(t) ((const char *)(t) + 1)
+
+/* Pushes "\n(task spawned at file:line<more>)" for the failed task whose
+** record is at rec, or "\n(<more>)" without the spawn site. */
+static void push_spawn_site(lua_State *L, loom_task_t *t, int rec,
+                            const char *more) {
+  lua_Debug ar;
+  if (lua_rawgeti(L, rec, LOOM_REC_SPAWNER) == LUA_TFUNCTION) {
+    lua_getinfo(L, ">S", &ar);  /* pops the function */
+    lua_pushfstring(L, "\n(task spawned at %s:%d%s%s)", ar.short_src,
+                    t->spawn_line, *more ? ", " : "", more);
+  } else {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "%s%s%s", *more ? "\n(" : "", more, *more ? ")" : "");
+  }
+}
+
+void loom__stash_cause(lua_State *L, loom_task_t *me, loom_task_t *failed,
+                       int idx) {
+  int top = lua_gettop(L);
+  lua_getiuservalue(L, idx, 1);  /* the record */
+  int rec = lua_gettop(L);
+  lua_createtable(L, 2, 0);
+  lua_rawgeti(L, rec, LOOM_REC_ERROR);
+  lua_rawseti(L, -2, 1);
+  if (lua_rawgeti(L, rec, LOOM_REC_TRACEBACK) != LUA_TSTRING) {
+    lua_settop(L, top);  /* a cancellation: nothing to tell */
+    return;
+  }
+  push_spawn_site(L, failed, rec, "awaited here:");
+  lua_concat(L, 2);
+  lua_rawseti(L, rec + 1, 2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, CAUSE_KEY(me));
+  me->flags |= LOOM_TF_CAUSE;
+  lua_settop(L, top);
+}
+
+void loom__drop_cause(lua_State *L, loom_task_t *me) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, CAUSE_KEY(me));
+  me->flags &= ~LOOM_TF_CAUSE;
+}
+
 /* Runs at the point of the error, inside the failing task's thread:
 ** leaves the error value as it is and keeps the traceback in the
-** registry under the task's address, where the body picks it up. */
+** registry under the task's address, where the body picks it up. If the
+** error was re-raised from an awaited task, the traceback starts with
+** where it was first raised. */
 int loom__msgh(lua_State *T) {
   loom_t *lm = loom__thread_loom(T);
-  if (lm->current == NULL || loom__is_cancelled(T, 1)) return 1;
+  loom_task_t *t = lm->current;
+  if (t == NULL || loom__is_cancelled(T, 1)) return 1;
   luaL_traceback(T, T, NULL, 1);
   /* drop the last line: the task's body, a C function nobody wrote */
   size_t len;
@@ -53,7 +101,21 @@ int loom__msgh(lua_State *T) {
   const char *last = strrchr(tb, '\n');
   if (last != NULL && strcmp(last, "\n\t[C]: in ?") == 0)
     lua_pushlstring(T, tb, (size_t)(last - tb));
-  lua_rawsetp(T, LUA_REGISTRYINDEX, lm->current);
+  if ((t->flags & LOOM_TF_CAUSE) &&
+      lua_rawgetp(T, LUA_REGISTRYINDEX, CAUSE_KEY(t)) == LUA_TTABLE) {
+    lua_rawgeti(T, -1, 1);
+    if (lua_rawequal(T, -1, 1)) {  /* this error is the awaited one */
+      lua_rawgeti(T, -2, 2);       /* its traceback and spawn site */
+      const char *own = lua_tostring(T, -4);
+      const char *frames = strchr(own, '\n');  /* skip "stack traceback:" */
+      lua_pushstring(T, frames ? frames : "");
+      lua_concat(T, 2);
+      lua_replace(T, -4);
+    }
+    lua_pop(T, 2);
+    loom__drop_cause(T, t);
+  }
+  lua_rawsetp(T, LUA_REGISTRYINDEX, t);
   lua_settop(T, 1);
   return 1;
 }
@@ -72,7 +134,6 @@ void loom__push_errmsg(lua_State *L, int idx) {
 /* The report of the failed task at idx: message, traceback, spawn site. */
 void loom__push_report(lua_State *L, int idx) {
   loom_task_t *t = lua_touserdata(L, idx);
-  lua_Debug ar;
   lua_getiuservalue(L, idx, 1);  /* {error, traceback, spawner} */
   int rec = lua_gettop(L);
   lua_pushliteral(L, "error in a task nobody awaited: ");
@@ -85,12 +146,7 @@ void loom__push_report(lua_State *L, int idx) {
   } else {
     lua_pop(L, 1);
   }
-  if (lua_rawgeti(L, rec, LOOM_REC_SPAWNER) == LUA_TFUNCTION &&
-      lua_getinfo(L, ">S", &ar))
-    lua_pushfstring(L, "\n(task spawned at %s:%d)", ar.short_src,
-                    t->spawn_line);
-  else
-    lua_pop(L, 1);
+  push_spawn_site(L, t, rec, "");
   lua_concat(L, lua_gettop(L) - rec);
   lua_remove(L, rec);
 }

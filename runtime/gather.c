@@ -58,7 +58,7 @@ static int finish(lua_State *L, loom_t *lm, int gidx) {
   if (g->failed) {
     cancel_children(lm, g);
     lua_rawgeti(L, tasks, (lua_Integer)g->failed);
-    return loom__task_results(L, g->nodes[g->failed - 1].child,
+    return loom__task_results(L, lm, g->nodes[g->failed - 1].child,
                               lua_gettop(L));  /* raises its error */
   }
   if (g->as_table) {

@@ -79,6 +79,7 @@ enum { LOOM_WAKE_OK = 0, LOOM_WAKE_CANCEL = 1 };
 #define LOOM_TF_RETRIEVED  0x08  /* its failure was retrieved */
 #define LOOM_TF_REPORTED   0x10  /* its failure was reported */
 #define LOOM_TF_MAIN       0x20  /* the task loom_run waits for */
+#define LOOM_TF_CAUSE      0x40  /* an awaited task's failure is stashed */
 
 typedef struct loom_task loom_task_t;
 
@@ -137,6 +138,8 @@ struct loom {
   int running;               /* inside loom_run */
   int stopping;              /* main task failed or os.exit: stop draining */
   int idle_on;
+  int unyieldable;           /* resumes in progress from where no yield can
+                                pass: a wait under them must fail */
   int closing;               /* handles not yet closed, at the end */
   int failed_ref;            /* registry: weak set of failed tasks */
   uint32_t fail_seq;
@@ -238,7 +241,7 @@ void loom__task_resume(loom_t *lm, loom_task_t *t);
 int loom__task_cancel(loom_t *lm, loom_task_t *t);  /* 1 if requested */
 /* For a finished task at idx: pushes its results and returns their count,
 ** or raises its error (which counts as retrieving it). */
-int loom__task_results(lua_State *L, loom_task_t *t, int idx);
+int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx);
 void loom__task_first_result(lua_State *L, loom_task_t *t, int idx);
 /* Pushes the error of a failed or cancelled task at idx. */
 void loom__push_task_error(lua_State *L, int idx);
@@ -262,6 +265,11 @@ void loom__open_error(lua_State *L);
 void loom__push_cancelled(lua_State *L);
 int loom__is_cancelled(lua_State *L, int idx);
 int loom__msgh(lua_State *L);   /* the task bodies' message handler */
+/* Before 'me' re-raises the error of the failed task at idx: keeps where
+** that error came from, for me's traceback to start with. */
+void loom__stash_cause(lua_State *L, loom_task_t *me, loom_task_t *failed,
+                       int idx);
+void loom__drop_cause(lua_State *L, loom_task_t *me);
 void loom__push_errmsg(lua_State *L, int idx);  /* lua.c-style text */
 
 /* coro.c, api.c, preload.c (serves the Lua files of lib/loom) */

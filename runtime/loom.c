@@ -198,7 +198,7 @@ static int main_outcome(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
   int n;
   switch (t->state) {
     case LOOM_DONE:
-      n = loom__task_results(L, t, idx);
+      n = loom__task_results(L, lm, t, idx);
       lua_remove(L, idx);
       if (nresults) *nresults = n;
       return 0;
@@ -235,6 +235,9 @@ int loom_run(lua_State *L, int *nresults) {
   lm->running = 0;
   if (t) t->flags &= ~LOOM_TF_MAIN;
   if (lm->exit_requested) {
+    /* as lua.c's os.exit(code, true) closes the main chunk's pending
+    ** <close> variables: close the main task's */
+    if (t && lm->exit_close && t->thread) lua_resetthread(t->thread);
     if (t) lua_remove(L, idx);
     return LOOM_EEXIT;
   }

@@ -197,18 +197,21 @@ static int run_init(lua_State *L, cli_t *c) {
 static int run_option(lua_State *L, cli_t *c, int i) {
   char **argv = c->argv;
   int opt = argv[i][1];
-  const char *extra = argv[i][2] ? argv[i] + 2 : argv[++i];
+  if (opt != 'e' && opt != 'l')
+    return steps(L, c, i + 1);  /* -E, -W, -v, -h: done before */
+  char *extra = argv[i][2] ? argv[i] + 2 : argv[++i];
   if (opt == 'e') {
     loaded(L, c, luaL_loadbuffer(L, extra, strlen(extra), "=(command line)"));
     return call_then(L, 0, 0, i + 1);
   }
-  if (opt == 'l') {
-    c->global = extra;
-    lua_getglobal(L, "require");
-    lua_pushstring(L, extra);
-    return call_then(L, 1, 1, (i + 1) | SET_GLOBAL);
-  }
-  return steps(L, c, i + 1);  /* -E, -W, -v, -h: done before */
+  /* -l mod, or -l g=mod: g = require "mod" */
+  char *modname = strchr(extra, '=');
+  if (modname != NULL) *modname++ = '\0';
+  else modname = extra;
+  c->global = extra;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, modname);
+  return call_then(L, 1, 1, (i + 1) | SET_GLOBAL);
 }
 
 static int run_script(lua_State *L, cli_t *c) {
@@ -302,11 +305,16 @@ static void report(loom_t *lm, const char *text, void *ud) {
   message(text);
 }
 
+/* As lua.c: an error object with __tostring is its own message, with no
+** traceback; any other gets one. */
 static int report_failure(lua_State *L, cli_t *c, int r) {
   if (r == LOOM_EFAILED) {
     int tb = lua_gettop(L);
+    int own_message = !lua_isstring(L, tb - 1) &&
+                      luaL_getmetafield(L, tb - 1, "__tostring") != LUA_TNIL;
+    if (own_message) lua_pop(L, 1);
     loom__push_errmsg(L, tb - 1);
-    if (c->load_error || !lua_isstring(L, tb))
+    if (c->load_error || own_message || !lua_isstring(L, tb))
       message(lua_tostring(L, -1));
     else
       fprintf(stderr, "%s: %s\n%s\n", progname, lua_tostring(L, -1),

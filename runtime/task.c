@@ -74,6 +74,7 @@ static void give_thread(lua_State *L, loom_t *lm, int idx) {
 static int body_k(lua_State *T, int status, lua_KContext ctx) {
   loom_task_t *t = lua_touserdata(T, 1);
   (void)ctx;
+  if (t->flags & LOOM_TF_CAUSE) loom__drop_cause(T, t);  /* caught, unused */
   if ((status == LUA_OK || status == LUA_YIELD) &&
       (t->flags & LOOM_TF_CANCEL)) {
     /* cancelled while running, and it never waited again: as asyncio,
@@ -134,11 +135,17 @@ loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs) {
   lua_pushvalue(L, base);
   lua_xmove(L, T, 1);
   t->spawn_line = -1;
-  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
-    t->spawn_line = ar.currentline;
-    lua_xmove(L, T, 1);
-  } else {
-    lua_pushnil(T);
+  lua_pushnil(T);
+  /* the spawn site: the nearest Lua function (pcall(spawn, f) is spawned
+  ** by whoever called pcall) */
+  for (int level = 1; level <= 4 && lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "fl", &ar) && ar.currentline >= 0) {
+      t->spawn_line = ar.currentline;
+      lua_pop(T, 1);
+      lua_xmove(L, T, 1);
+      break;
+    }
+    lua_pop(L, 1);
   }
   lua_xmove(L, T, nargs + 1);  /* T: [body, task, spawner, fn, args...] */
   live_add(L, lm, t, base);
@@ -241,7 +248,7 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
   if (t == NULL)
     luaL_error(L, "%s: not inside a task (wrap the code in loom.run(fn))",
                fname);
-  if (!lua_isyieldable(L))
+  if (!lua_isyieldable(L) || lm->unyieldable)
     luaL_error(L, "%s: cannot wait here: inside a C call that cannot yield",
                fname);
   if (t->flags & LOOM_TF_CANCEL) {
@@ -310,7 +317,7 @@ void loom__stop_waiting(loom_task_t *t) {
 
 static const loom__wait await_wait = { "a task", loom__stop_waiting };
 
-int loom__task_results(lua_State *L, loom_task_t *t, int idx) {
+int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx) {
   int n = (int)t->nresults;
   switch (t->state) {
     case LOOM_DONE:
@@ -323,6 +330,7 @@ int loom__task_results(lua_State *L, loom_task_t *t, int idx) {
       return n;
     case LOOM_FAILED:
       t->flags |= LOOM_TF_RETRIEVED;
+      if (lm->current != NULL) loom__stash_cause(L, lm->current, t, idx);
       /* FALLTHROUGH */
     case LOOM_CANCELLED:
       loom__push_task_error(L, idx);
@@ -355,12 +363,12 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int idx = (int)ctx;
   (void)status;
   loom__resumed(L, loom__up(L));
-  return loom__task_results(L, lua_touserdata(L, idx), idx);
+  return loom__task_results(L, loom__up(L), lua_touserdata(L, idx), idx);
 }
 
 int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname) {
   loom_task_t *t = lua_touserdata(L, idx);
-  if (t->state >= LOOM_DONE) return loom__task_results(L, t, idx);
+  if (t->state >= LOOM_DONE) return loom__task_results(L, lm, t, idx);
   if (t == lm->current)
     return luaL_error(L, "%s: a task cannot await itself", fname);
   loom_task_t *me = loom__prepare_suspend(L, lm, fname);
@@ -401,7 +409,7 @@ static int t_result(lua_State *L) {
   if (t->state < LOOM_DONE)
     return luaL_error(L, "result: task not finished (status '%s')",
                       state_names[t->state]);
-  return loom__task_results(L, t, 1);
+  return loom__task_results(L, loom__up(L), t, 1);
 }
 
 static int t_tostring(lua_State *L) {

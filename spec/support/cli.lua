@@ -16,7 +16,10 @@ local M = {}
 
 M.LOOM = os.getenv("LOOM") or "build/loom"
 M.SO_DIR = os.getenv("LOOM_SO_DIR") or "build"
-M.SANITIZE = (os.getenv("LOOM_SANITIZE") or "OFF"):upper() == "ON"
+M.TIMEOUT = 20  -- seconds a subprocess may run
+local sanitize = (os.getenv("LOOM_SANITIZE") or ""):upper()
+M.SANITIZE = sanitize == "ON" or sanitize == "1" or sanitize == "TRUE"
+  or sanitize == "YES"
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -61,7 +64,9 @@ local function copy(t)
 end
 
 -- Runs opts.prog (default: $LOOM) with opts.args; returns stdout, stderr
--- and the exit code (128 + n if killed by signal n).
+-- and the exit code (128 + n if killed by signal n). The program is killed
+-- after opts.timeout seconds (default M.TIMEOUT), and the exit code is
+-- then 124 (as timeout(1) says), so a hang fails one test, not the file.
 function M.run(opts)
   local env = { LUA_INIT = false, LUA_INIT_5_4 = false, LUA_INIT_5_3 = false }
   for k, v in pairs(opts.env or {}) do env[k] = v end
@@ -83,6 +88,7 @@ function M.run(opts)
   for _, k in ipairs(names) do
     if env[k] ~= false then cmd[#cmd + 1] = quote(k .. "=" .. env[k]) end
   end
+  cmd[#cmd + 1] = ("timeout -k 2 %g"):format(opts.timeout or M.TIMEOUT)
   if opts.argv0 then
     -- bash's exec -a sets the name the program is started under
     cmd[#cmd + 1] = "bash -c " .. quote('exec -a "$0" "$@"') .. " "
