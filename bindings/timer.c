@@ -223,9 +223,14 @@ void loom__timer_free(loom_t *lm) {
   lm->timers = NULL;
 }
 
-void loom__open_timer(lua_State *L, loom_t *lm) {
+/* require "loom.timer": { sleep, now }, also found in the loom table. */
+int luaopen_loom_timer(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"sleep", l_sleep}, {"now", l_now}, {NULL, NULL}
   };
+  loom_t *lm = loom_get(L);
+  if (lm == NULL) return luaL_error(L, "loom.timer: require \"loom\" first");
+  lua_createtable(L, 0, 2);
   loom__setfuncs(L, lm, fns);
+  return 1;
 }

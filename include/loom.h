@@ -33,7 +33,7 @@ typedef void (*loom_report_fn)(loom_t *lm, const char *report, void *ud);
 ** package.loaded.loom would be) and makes the runtime owned by L, so
 ** lua_close(L) frees it. 'loop' is the host's loop, or NULL for a private
 ** one. Returns NULL if L already has a runtime or memory runs out (then
-** nothing is pushed). Calling it again for the same L is an error.
+** nothing is pushed). loom uses the LUA_EXTRASPACE of L's threads.
 */
 loom_t *loom_open(lua_State *L, uv_loop_t *loop);
 

@@ -157,7 +157,16 @@ void loom__open_api(lua_State *L, loom_t *lm) {
   };
   lua_newtable(L);
   loom__setfuncs(L, lm, fns);
-  loom__open_timer(L, lm);
+  luaopen_loom_timer(L);  /* sleep and now live in the loom table too */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "loom.timer");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "sleep");
+  lua_setfield(L, -3, "sleep");
+  lua_getfield(L, -1, "now");
+  lua_setfield(L, -3, "now");
+  lua_pop(L, 1);
   loom__open_future(L, lm);
   lua_setfield(L, -2, "future");
   luaL_getmetatable(L, LOOM_CANCELLED_MT);

@@ -157,9 +157,11 @@ struct loom {
 
 /*
 ** Finding the runtime. Lua-facing C functions carry it as upvalue 1
-** (loom__up). Task threads carry it in their extra space, tagged with the
-** low bit, which also tells a task's thread from any other thread (the
-** extra space of threads created before loom_open is never trusted).
+** (loom__up). loom owns LUA_EXTRASPACE: loom_open puts the runtime in the
+** main thread's, which threads created later copy; task threads carry it
+** tagged with the low bit, which tells a task's thread from any other.
+** (Threads created before loom_open hold whatever was there: only
+** compared, never followed.)
 */
 #define loom__up(L) ((loom_t *)lua_touserdata((L), lua_upvalueindex(1)))
 
@@ -276,11 +278,11 @@ void loom__push_errmsg(lua_State *L, int idx);  /* lua.c-style text */
 void loom__open_coroutine(lua_State *L, loom_t *lm);
 void loom__open_os(lua_State *L, loom_t *lm);
 void loom__open_api(lua_State *L, loom_t *lm);
-void loom__open_preload(lua_State *L);
+void loom__open_preload(lua_State *L);  /* lib/loom and bindings/ */
 
 /* bindings/timer.c */
 typedef struct loom__timers loom__timers;
-void loom__open_timer(lua_State *L, loom_t *lm);  /* adds to the table */
+int luaopen_loom_timer(lua_State *L);
 int loom__timer_init(loom_t *lm);
 uv_handle_t *loom__timer_handle(loom_t *lm);
 void loom__timer_close(loom_t *lm);   /* before its handle is closed */

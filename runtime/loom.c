@@ -117,6 +117,8 @@ loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   lm->L = lua_tothread(L, -1);
   lua_pop(L, 1);
+  /* loom owns the extra space: threads created from now on copy this */
+  *(loom_t **)lua_getextraspace(lm->L) = lm;
   lm->report = default_report;
   loom__sched_init(lm);
   loom__timer_init(lm);
@@ -227,6 +229,7 @@ int loom_run(lua_State *L, int *nresults) {
   int idx = lua_gettop(L);
   if (nresults) *nresults = 0;
   if (lm == NULL || lm->running || lm->current) return UV_EBUSY;
+  if (!lua_checkstack(L, LUA_MINSTACK)) return UV_ENOMEM;  /* scheduler's */
   if (t) t->flags |= LOOM_TF_MAIN;
   lm->running = 1;
   lm->stopping = 0;

@@ -1,7 +1,9 @@
 /*
-** preload.c: serves the standard library written in Lua (lib/loom/NAME.lua,
-** compiled into the binary as byte arrays by cmake/embed_lua.cmake) from
-** package.preload, so loom runs with no files installed beside it.
+** preload.c: serves from package.preload the bindings (bindings/NAME.c,
+** as luaopen_loom_NAME) and the standard library written in Lua
+** (lib/loom/NAME.lua, compiled into the binary as byte arrays by
+** cmake/embed_lua.cmake), so loom runs with no files installed beside it.
+** loom.NAME loads them on first use.
 */
 #include "internal.h"
 
@@ -23,8 +25,15 @@ static int load_embedded(lua_State *L) {
   return 1;
 }
 
+/* The bindings: one luaopen_loom_<name> per file of bindings/. */
+static const luaL_Reg bindings[] = {
+  {"loom.timer", luaopen_loom_timer},
+  {NULL, NULL}
+};
+
 void loom__open_preload(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  luaL_setfuncs(L, bindings, 0);
   for (const loom__embedded *m = loom__embedded_modules; m->name; m++) {
     lua_pushlightuserdata(L, (void *)m);
     lua_pushcclosure(L, load_embedded, 1);
