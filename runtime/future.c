@@ -3,7 +3,6 @@
 ** number of values, or a failure), awaited by any number of tasks; the
 ** primitive that library code (queues, HTTP) builds on.
 */
-#include <string.h>
 
 #include "internal.h"
 
@@ -18,15 +17,18 @@ typedef struct loom_future {
 
 /* user value 1: the one value, a table of them, or the error */
 
-static loom_future_t *checkfuture(lua_State *L) {
-  return loom__checkself(L, loom__up(L)->future_mt, LOOM_FUTURE_MT);
+static loom_future_t *checkfuture(lua_State *L, loom_t *lm) {
+  return loom__checkself(L, lm->future_mt, LOOM_FUTURE_MT);
 }
 
+/* loom.future(): upvalue 2 is the metatable */
 static int f_new(lua_State *L) {
   loom_future_t *f = lua_newuserdatauv(L, sizeof *f, 1);
-  memset(f, 0, sizeof *f);
   loom__list_init(&f->waiters);
-  loom__setmetatable(L, loom__up(L)->future_mt_ref);
+  f->nvalues = 0;
+  f->state = F_PENDING;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
   return 1;
 }
 
@@ -39,7 +41,7 @@ static void settle(lua_State *L, loom_future_t *f, int state) {
 
 /* f:set(...) */
 static int f_set(lua_State *L) {
-  loom_future_t *f = checkfuture(L);
+  loom_future_t *f = checkfuture(L, loom__up(L));
   int n = lua_gettop(L) - 1;
   if (f->state != F_PENDING) settle(L, f, F_DONE);  /* raises */
   if (n == 1) {
@@ -57,7 +59,7 @@ static int f_set(lua_State *L) {
 
 /* f:fail(err) */
 static int f_fail(lua_State *L) {
-  loom_future_t *f = checkfuture(L);
+  loom_future_t *f = checkfuture(L, loom__up(L));
   luaL_checkany(L, 2);
   if (f->state != F_PENDING) settle(L, f, F_FAILED);  /* raises */
   lua_settop(L, 2);
@@ -67,12 +69,12 @@ static int f_fail(lua_State *L) {
 }
 
 static int f_done(lua_State *L) {
-  lua_pushboolean(L, checkfuture(L)->state != F_PENDING);
+  lua_pushboolean(L, checkfuture(L, loom__up(L))->state != F_PENDING);
   return 1;
 }
 
 static int f_status(lua_State *L) {
-  lua_pushstring(L, fstate_names[checkfuture(L)->state]);
+  lua_pushstring(L, fstate_names[checkfuture(L, loom__up(L))->state]);
   return 1;
 }
 
@@ -92,7 +94,7 @@ static int values(lua_State *L, loom_future_t *f, int idx) {
 }
 
 static int f_result(lua_State *L) {
-  loom_future_t *f = checkfuture(L);
+  loom_future_t *f = checkfuture(L, loom__up(L));
   if (f->state == F_PENDING) return luaL_error(L, "result: future not done");
   return values(L, f, 1);
 }
@@ -106,21 +108,28 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
   return values(L, lua_touserdata(L, idx), idx);
 }
 
-int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn) {
-  loom_future_t *f = lua_touserdata(L, idx);
-  if (f->state != F_PENDING) return values(L, f, idx);
+static int wait_for(lua_State *L, loom_t *lm, loom_future_t *f, int idx,
+                    const char *fn) {
   loom_task_t *me = loom__prepare_suspend(L, lm, fn);
   loom__wait_on(&f->waiters, me);
   return loom__suspend(L, lm, &future_wait, idx, await_k);
 }
 
+int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn) {
+  loom_future_t *f = lua_touserdata(L, idx);
+  if (f->state != F_PENDING) return values(L, f, idx);
+  return wait_for(L, lm, f, idx, fn);
+}
+
 static int f_await(lua_State *L) {
-  checkfuture(L);
-  return loom__await_future(L, loom__up(L), 1, "await");
+  loom_t *lm = loom__up(L);
+  loom_future_t *f = checkfuture(L, lm);
+  if (f->state != F_PENDING) return values(L, f, 1);
+  return wait_for(L, lm, f, 1, "await");
 }
 
 static int f_tostring(lua_State *L) {
-  loom_future_t *f = checkfuture(L);
+  loom_future_t *f = checkfuture(L, loom__up(L));
   lua_pushfstring(L, "loom.Future: %p (%s)", (void *)f,
                   fstate_names[f->state]);
   return 1;
@@ -143,6 +152,7 @@ int loom__open_future(lua_State *L, loom_t *lm) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushlightuserdata(L, lm);
-  lua_pushcclosure(L, f_new, 1);
+  luaL_getmetatable(L, LOOM_FUTURE_MT);
+  lua_pushcclosure(L, f_new, 2);
   return 1;  /* leaves loom.future on the stack */
 }

@@ -185,8 +185,13 @@ static inline void *loom__testudata(lua_State *L, int idx, const void *mt) {
   }
   return NULL;
 }
-/* As luaL_checkudata, for argument 1 of method 'name'. */
-void *loom__checkself(lua_State *L, const void *mt, const char *tname);
+/* As luaL_checkudata, for argument 1 (self) of a method. */
+static inline void *loom__checkself(lua_State *L, const void *mt,
+                                    const char *tname) {
+  void *p = loom__testudata(L, 1, mt);
+  if (p == NULL) luaL_typeerror(L, 1, tname);
+  return p;
+}
 /* Makes the metatable on top the one of tname; remembers it in *mt, *ref. */
 void loom__keep_metatable(lua_State *L, const void **mt, int *ref);
 /* Sets the metatable remembered in ref on the value on top. */

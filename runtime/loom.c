@@ -20,12 +20,6 @@ void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns) {
   }
 }
 
-void *loom__checkself(lua_State *L, const void *mt, const char *tname) {
-  void *p = loom__testudata(L, 1, mt);
-  if (p == NULL) luaL_typeerror(L, 1, tname);
-  return p;
-}
-
 void loom__keep_metatable(lua_State *L, const void **mt, int *ref) {
   *mt = lua_topointer(L, -1);
   lua_pushvalue(L, -1);
