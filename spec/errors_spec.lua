@@ -4,11 +4,7 @@ local it = require("spec.support.task").it
 local cli = require "spec.support.cli"
 local loom = require "loom"
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local err_of = require("spec.support.task").error_of
 
 -- Runs src as a script under loom started as "loom"; returns stdout,
 -- stderr with the script's name replaced by FILE, and the exit code.

@@ -2,11 +2,7 @@
 local it = require("spec.support.task").it
 local loom = require "loom"
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local err_of = require("spec.support.task").error_of
 
 describe("loom.future", function()
   it("starts pending", function()

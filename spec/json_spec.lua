@@ -3,11 +3,7 @@ local it = require("spec.support.task").it
 local loom = require "loom"
 local json = loom.json
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local err_of = require("spec.support.task").error_of
 
 describe("loom.json", function()
   it("is loaded on first use and is require('loom.json')", function()

@@ -3,11 +3,7 @@ local it = require("spec.support.task").it
 local cli = require "spec.support.cli"
 local loom = require "loom"
 
-local function err_of(fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local err_of = require("spec.support.task").error_of
 
 describe("loom.sleep", function()
   it("suspends the task for at least the given time", function()

@@ -42,7 +42,7 @@ function M.it(name, fn)
   return busted.it(name, M.wrap(fn))
 end
 
--- Handy in specs: a task status, or pcall's error of calling fn.
+-- Handy in specs: the error of calling fn(...), which must fail.
 function M.error_of(fn, ...)
   local ok, err = pcall(fn, ...)
   assert(not ok, "expected an error, got none")
