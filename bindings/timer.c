@@ -1,14 +1,15 @@
 /*
-** timer.c: loom.sleep and loom.now.
+** timer.c: loom.sleep and loom.now, and deadlines for the runtime.
 **
-** Sleeping tasks are grouped by deadline (loop time in ms): one bucket per
-** deadline holds its tasks in a list, in the order they went to sleep, and
-** a min-heap orders the buckets, behind a single uv_timer_t armed for the
-** earliest. Many tasks share a deadline (a burst of sleeps in the same
-** millisecond), so going to sleep and waking are O(1) per task, and the
-** heap only sees buckets. No libuv handle per sleep; buckets are reused, so
-** the sleep/wake path does not allocate. sleep(0) does not touch any of
-** this: it re-queues the task for the next turn of the loop.
+** Anything waiting for a deadline (a sleeping task's node; later, a
+** timeout) is a loom__waiter grouped with others by deadline (loop time in
+** ms): one bucket per deadline lists them in the order they started, and a
+** min-heap orders the buckets, behind a single uv_timer_t armed for the
+** earliest. Many share a deadline (a burst of sleeps in the same
+** millisecond), so starting and firing are O(1) per waiter and the heap
+** only sees buckets. No libuv handle per sleep; buckets are reused, so the
+** sleep/wake path does not allocate. sleep(0) does not touch any of this:
+** it re-queues the task for the next turn of the loop.
 */
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ typedef struct bucket {
   uint64_t deadline;
   uint32_t heap_index;  /* 1-based; 0 once out of the heap */
   uint32_t order;       /* creation order: FIFO among equal deadlines */
-  loom__link tasks;     /* through each task's node.link */
+  loom__link waiters;   /* in the order they started waiting */
   struct bucket *next_free;
 } bucket;
 
@@ -100,7 +101,7 @@ static bucket *bucket_for(loom__timers *tm, uint64_t deadline) {
   }
   b->deadline = deadline;
   b->order = tm->order++;
-  loom__list_init(&b->tasks);
+  loom__list_init(&b->waiters);
   tm->count++;
   heap_set(tm, tm->count, b);
   sift_up(tm, tm->count);
@@ -121,34 +122,52 @@ static void arm(loom__timers *tm) {
   uv_timer_start(&tm->timer, on_timer, when > now ? when - now : 0, 0);
 }
 
-static loom_task_t *task_of(loom__link *link) {
-  return (loom_task_t *)((char *)link - offsetof(loom_task_t, node));
-}
-
 static void on_timer(uv_timer_t *h) {
   loom__timers *tm = h->data;
   uint64_t now = uv_now(h->loop);
   while (tm->count && tm->heap[1]->deadline <= now) {
     bucket *b = tm->heap[1];
-    while (b->tasks.next != &b->tasks) {
-      loom_task_t *t = task_of(b->tasks.next);
-      loom__list_unlink(&t->node);
-      loom__wake(t);
+    while (b->waiters.next != &b->waiters) {
+      loom__waiter *w = (loom__waiter *)b->waiters.next;
+      loom__list_unlink(w);
+      w->fire(w, 0);
     }
     drop_bucket(tm, b);
   }
   arm(tm);
 }
 
-static void sleep_cancel(loom_task_t *t) {
-  loom__timers *tm = loom__thread_loom(t->thread)->timers;
-  bucket *b = t->wait_data;
-  loom__list_unlink(&t->node);
-  if (b->tasks.next == &b->tasks) {  /* it was the last one */
+/* ---- deadlines for anything that waits ------------------------------ */
+
+void *loom__timer_start(loom_t *lm, loom__waiter *w, double ms) {
+  loom__timers *tm = lm->timers;
+  uv_update_time(lm->loop);  /* a long-running task made uv_now stale */
+  ms = ceil(ms);
+  uint64_t deadline = ms >= 1e15 ? UINT64_MAX / 2  /* forever, in practice */
+                                 : uv_now(lm->loop) + (uint64_t)ms;
+  bucket *b = bucket_for(tm, deadline);
+  if (b == NULL) return NULL;
+  w->link.next = NULL;
+  loom__list_push(&b->waiters, w);
+  if (tm->heap[1] == b && b->waiters.next == &w->link) arm(tm);
+  return b;
+}
+
+void loom__timer_cancel(loom_t *lm, loom__waiter *w, void *handle) {
+  loom__timers *tm = lm->timers;
+  bucket *b = handle;
+  loom__list_unlink(w);
+  if (b->waiters.next == &b->waiters) {  /* it was the last one */
     int was_first = tm->heap[1] == b;
     drop_bucket(tm, b);
     if (was_first) arm(tm);
   }
+}
+
+/* ---- sleep ---------------------------------------------------------- */
+
+static void sleep_cancel(loom_task_t *t) {
+  loom__timer_cancel(loom__thread_loom(t->thread), &t->node, t->wait_data);
 }
 
 static const loom__wait sleep_wait = { "sleep", sleep_cancel };
@@ -162,7 +181,6 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int l_sleep(lua_State *L) {
   loom_t *lm = loom__up(L);
-  loom__timers *tm = lm->timers;
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
   loom_task_t *t = loom__prepare_suspend(L, lm, "sleep");
@@ -170,16 +188,9 @@ static int l_sleep(lua_State *L) {
     loom__enqueue_next(lm, t);
     return loom__suspend(L, lm, &yield_wait, 0, sleep_k);
   }
-  uv_update_time(lm->loop);  /* a long-running task made uv_now stale */
-  double ms = ceil(s * 1000.0);
-  uint64_t deadline = ms >= 1e15 ? UINT64_MAX / 2  /* forever, in practice */
-                                 : uv_now(lm->loop) + (uint64_t)ms;
-  bucket *b = bucket_for(tm, deadline);
-  if (b == NULL) return luaL_error(L, "sleep: not enough memory");
-  t->node.link.next = NULL;
-  loom__list_push(&b->tasks, &t->node);
-  t->wait_data = b;
-  if (tm->heap[1] == b && b->tasks.next == &t->node.link) arm(tm);
+  t->node.fire = loom__fire_wake;
+  t->wait_data = loom__timer_start(lm, &t->node, s * 1000.0);
+  if (t->wait_data == NULL) return luaL_error(L, "sleep: not enough memory");
   return loom__suspend(L, lm, &sleep_wait, 0, sleep_k);
 }
 

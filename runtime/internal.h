@@ -256,6 +256,7 @@ int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);
 /* Waits on one task or future: links me->node into its list of waiters
 ** (firing wakes me); loom__stop_waiting, the wait's cancel hook, unlinks. */
 void loom__wait_on(loom__link *waiters, loom_task_t *me);
+void loom__fire_wake(loom__waiter *w, int failed);  /* wakes w's task */
 void loom__stop_waiting(loom_task_t *t);
 void loom__push_report(lua_State *L, int idx);  /* for a failed task */
 int loom__report_failures(loom_t *lm);
@@ -290,6 +291,10 @@ typedef struct loom__timers loom__timers;
 int luaopen_loom_timer(lua_State *L);
 int loom__timer_init(loom_t *lm);
 uv_handle_t *loom__timer_handle(loom_t *lm);
+/* w->fire(w, 0) runs once ms milliseconds of loop time have passed.
+** Returns what loom__timer_cancel needs, or NULL if out of memory. */
+void *loom__timer_start(loom_t *lm, loom__waiter *w, double ms);
+void loom__timer_cancel(loom_t *lm, loom__waiter *w, void *handle);
 void loom__timer_close(loom_t *lm);   /* before its handle is closed */
 void loom__timer_free(loom_t *lm);    /* once its handle is closed */
 

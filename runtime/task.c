@@ -301,13 +301,13 @@ void loom__list_fire(loom__link *head, int failed) {
   }
 }
 
-static void fire_wake(loom__waiter *w, int failed) {
+void loom__fire_wake(loom__waiter *w, int failed) {
   (void)failed;
   loom__wake((loom_task_t *)((char *)w - offsetof(loom_task_t, node)));
 }
 
 void loom__wait_on(loom__link *waiters, loom_task_t *me) {
-  me->node.fire = fire_wake;
+  me->node.fire = loom__fire_wake;
   loom__list_push(waiters, &me->node);
 }
 
