@@ -29,7 +29,7 @@
 /* Finished threads kept for reuse. */
 #define LOOM_THREAD_POOL 64
 
-/* ---- intrusive lists: who waits on a task or future --------------- */
+/* ---- intrusive lists: who waits on a task, a future, a deadline ---- */
 
 typedef struct loom__link { struct loom__link *next, *prev; } loom__link;
 
@@ -131,13 +131,13 @@ struct loom {
   loom__queue ready;         /* drained until empty within a turn */
   loom__queue next;          /* moved to ready at the start of a turn */
   loom_task_t *current;      /* the task being resumed, or NULL */
-  struct loom__timers *timers;  /* sleeping tasks: bindings/timer.c */
+  struct loom__timers *timers;  /* deadlines: bindings/timer.c */
   uint32_t live_count;       /* unfinished tasks */
   int live_ref;              /* registry: array of unfinished tasks */
   int pool_ref;              /* registry: finished threads for reuse */
   int running;               /* inside loom_run */
   int stopping;              /* main task failed or os.exit: stop draining */
-  int idle_on;
+  int idle_on;               /* the idle handle is started */
   int unyieldable;           /* resumes in progress from where no yield can
                                 pass: a wait under them must fail */
   int closing;               /* handles not yet closed, at the end */
