@@ -63,10 +63,11 @@ static int l_run(lua_State *L) {
   loom_t *lm = loom__up(L);
   int nres, r;
   checkcallable(L, 1);
+  if (lm->running && !lm->current)
+    return luaL_error(L, "run: the loop is already running");
   loom__spawn(L, lm, lua_gettop(L) - 1);
   if (lm->current)  /* already inside loom: spawn and await, never nest */
     return loom__await_task(L, lm, lua_gettop(L), "run");
-  if (lm->running) return luaL_error(L, "run: the loop is already running");
   r = loom_run(L, &nres);
   switch (r) {
     case 0:
@@ -127,7 +128,7 @@ static int l_exit(lua_State *L) {
     code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
-  if (lm->current == NULL || !lua_isyieldable(L))
+  if (!loom__can_suspend(L, lm))  /* not in a task, or it cannot stop */
     return call_os_exit(L, code, lm->current == NULL && lua_toboolean(L, 2));
   lm->exit_requested = 1;
   lm->exit_code = code;

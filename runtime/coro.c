@@ -31,9 +31,12 @@ static int parked(lua_State *co) {
 static int step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   loom_t *lm = loom__up(L);
   int nres, status, blocked = !lua_isyieldable(L);
+  lua_State *inner = lm->inner;
   lua_xmove(L, co, narg);
   lm->unyieldable += blocked;  /* a wait in co could not pass L: refuse it */
+  lm->inner = co;
   status = lua_resume(co, L, narg, &nres);
+  lm->inner = inner;
   lm->unyieldable -= blocked;
   if (status == LUA_YIELD && nres == 1 &&
       lua_touserdata(co, -1) == LOOM_SUSPEND) {

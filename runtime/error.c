@@ -120,15 +120,33 @@ int loom__msgh(lua_State *T) {
   return 1;
 }
 
-/* The text lua.c would print for the error value at idx. */
-void loom__push_errmsg(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
-    lua_pushstring(L, lua_tostring(L, idx));
-  else if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1))
-    return;
+/* [value] -> text, and whether __tostring gave it */
+static int errmsg(lua_State *L) {
+  int own = 0;
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+    lua_pushstring(L, lua_tostring(L, 1));
+  else if (luaL_callmeta(L, 1, "__tostring") &&
+           lua_type(L, -1) == LUA_TSTRING)
+    own = 1;
   else
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  lua_pushboolean(L, own);
+  return 2;
+}
+
+int loom__push_errmsg(lua_State *L, int idx) {
+  int own = 0;
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, errmsg);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 2, 0) == LUA_OK) {
+    own = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
     lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+  }
+  return own;
 }
 
 /* The report of the failed task at idx: message, traceback, spawn site. */

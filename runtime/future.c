@@ -151,7 +151,7 @@ int loom__open_future(lua_State *L, loom_t *lm) {
   loom__setfuncs(L, lm, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  lua_pushlightuserdata(L, lm);
+  loom__push_box(L);
   luaL_getmetatable(L, LOOM_FUTURE_MT);
   lua_pushcclosure(L, f_new, 2);
   return 1;  /* leaves loom.future on the stack */

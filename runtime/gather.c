@@ -83,6 +83,13 @@ static int finish(lua_State *L, loom_t *lm, int gidx) {
 static int gather_k(lua_State *L, int status, lua_KContext ctx) {
   loom_t *lm = loom__up(L);
   (void)status;
+  if (lm->current->wake == LOOM_WAKE_CANCEL) {
+    /* cancelled after it was woken (so its cancel hook did not run):
+    ** let go of the children and cancel them, then raise */
+    gather_state *g = lua_touserdata(L, (int)ctx);
+    let_go(g);
+    cancel_children(lm, g);
+  }
   loom__resumed(L, lm);
   return finish(L, lm, (int)ctx);
 }

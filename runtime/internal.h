@@ -138,6 +138,9 @@ struct loom {
   int running;               /* inside loom_run */
   int stopping;              /* main task failed or os.exit: stop draining */
   int idle_on;               /* the idle handle is started */
+  lua_State *inner;          /* the thread loom resumed last (a task's, or a
+                                coroutine in loom's resume): only it may
+                                wait, so waits never pass foreign resumes */
   int unyieldable;           /* resumes in progress from where no yield can
                                 pass: a wait under them must fail */
   int closing;               /* handles not yet closed, at the end */
@@ -156,14 +159,25 @@ struct loom {
 };
 
 /*
-** Finding the runtime. Lua-facing C functions carry it as upvalue 1
+** Finding the runtime. Lua-facing C functions carry its box as upvalue 1
 ** (loom__up). loom owns LUA_EXTRASPACE: loom_open puts the runtime in the
 ** main thread's, which threads created later copy; task threads carry it
 ** tagged with the low bit, which tells a task's thread from any other.
 ** (Threads created before loom_open hold whatever was there: only
 ** compared, never followed.)
 */
-#define loom__up(L) ((loom_t *)lua_touserdata((L), lua_upvalueindex(1)))
+typedef struct loom__box { loom_t *lm; } loom__box;  /* NULL once closed */
+
+/* The runtime of a Lua-facing C function: its upvalue 1 is the runtime's
+** box, a userdata that outlives every finalizer, so a finalizer that runs
+** after the runtime closed (lua_close) gets an error, not freed memory. */
+static inline loom_t *loom__up(lua_State *L) {
+  loom_t *lm = ((loom__box *)lua_touserdata(L, lua_upvalueindex(1)))->lm;
+  if (lm == NULL) luaL_error(L, "loom: the runtime is closed");
+  return lm;
+}
+/* Pushes the box, for functions made outside loom__setfuncs. */
+void loom__push_box(lua_State *L);
 
 static inline void loom__mark_task_thread(lua_State *T, loom_t *lm) {
   *(uintptr_t *)lua_getextraspace(T) = (uintptr_t)lm | 1;
@@ -229,6 +243,11 @@ void loom__update_idle(loom_t *lm);
 */
 loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
                                    const char *fname);
+/* Whether L may suspend the running task right now (see above). */
+static inline int loom__can_suspend(lua_State *L, loom_t *lm) {
+  return lm->current != NULL && L == lm->inner && !lm->unyieldable &&
+         lua_isyieldable(L);
+}
 int loom__suspend(lua_State *L, loom_t *lm, const loom__wait *wait,
                   lua_KContext ctx, lua_KFunction k);
 void loom__resumed(lua_State *L, loom_t *lm);
@@ -278,7 +297,10 @@ int loom__msgh(lua_State *L);   /* the task bodies' message handler */
 void loom__stash_cause(lua_State *L, loom_task_t *me, loom_task_t *failed,
                        int idx);
 void loom__drop_cause(lua_State *L, loom_task_t *me);
-void loom__push_errmsg(lua_State *L, int idx);  /* lua.c-style text */
+/* Pushes the text lua.c would print for the error value at idx; returns
+** 1 if its __tostring gave it (lua.c then shows no traceback). Calls
+** __tostring under pcall: never raises. */
+int loom__push_errmsg(lua_State *L, int idx);
 
 /* coro.c, api.c, preload.c (serves the Lua files of lib/loom) */
 void loom__open_coroutine(lua_State *L, loom_t *lm);

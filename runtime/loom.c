@@ -10,11 +10,14 @@
 
 static const char runtime_key = 0;  /* registry: the runtime's userdata */
 
-typedef struct { loom_t *lm; } runtime_box;
+void loom__push_box(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &runtime_key);
+}
 
 void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns) {
+  (void)lm;
   for (; fns->name != NULL; fns++) {
-    lua_pushlightuserdata(L, lm);
+    loom__push_box(L);
     lua_pushcclosure(L, fns->func, 1);
     lua_setfield(L, -2, fns->name);
   }
@@ -46,7 +49,7 @@ static void on_handle_closed(uv_handle_t *h) {
 
 /* __gc of the runtime's userdata: runs when the state closes. */
 static int runtime_gc(lua_State *L) {
-  runtime_box *box = lua_touserdata(L, 1);
+  loom__box *box = lua_touserdata(L, 1);
   loom_t *lm = box->lm;
   if (lm == NULL) return 0;
   uv_handle_t *handles[] = {
@@ -84,7 +87,7 @@ static int new_registry_table(lua_State *L, const char *mode) {
 }
 
 loom_t *loom_get(lua_State *L) {
-  runtime_box *box;
+  loom__box *box;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &runtime_key);
   box = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -117,7 +120,7 @@ loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
   loom__sched_init(lm);
   loom__timer_init(lm);
 
-  runtime_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  loom__box *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->lm = lm;
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, runtime_gc);
@@ -223,7 +226,8 @@ int loom_run(lua_State *L, int *nresults) {
   int idx = lua_gettop(L);
   if (nresults) *nresults = 0;
   if (lm == NULL || lm->running || lm->current) return UV_EBUSY;
-  if (!lua_checkstack(L, LUA_MINSTACK)) return UV_ENOMEM;  /* scheduler's */
+  if (!lua_checkstack(lm->L, LUA_MINSTACK))  /* the scheduler's scratch */
+    return UV_ENOMEM;
   if (t) t->flags |= LOOM_TF_MAIN;
   lm->running = 1;
   lm->stopping = 0;

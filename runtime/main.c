@@ -310,10 +310,7 @@ static void report(loom_t *lm, const char *text, void *ud) {
 static int report_failure(lua_State *L, cli_t *c, int r) {
   if (r == LOOM_EFAILED) {
     int tb = lua_gettop(L);
-    int own_message = !lua_isstring(L, tb - 1) &&
-                      luaL_getmetafield(L, tb - 1, "__tostring") != LUA_TNIL;
-    if (own_message) lua_pop(L, 1);
-    loom__push_errmsg(L, tb - 1);
+    int own_message = loom__push_errmsg(L, tb - 1);
     if (c->load_error || own_message || !lua_isstring(L, tb))
       message(lua_tostring(L, -1));
     else

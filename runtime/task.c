@@ -174,6 +174,9 @@ static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
   lua_xmove(T, L, 1);   /* keep the thread anchored while we tidy up */
   if (status != LUA_OK) {  /* an error escaped the body */
     t->state = LOOM_FAILED;
+    lua_pushnil(L);  /* what the handler may have left for the body */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, t);
+    if (t->flags & LOOM_TF_CAUSE) loom__drop_cause(L, t);
     lua_xmove(T, L, 1);
     push_record(L);
   } else if (nres == 1) {
@@ -224,9 +227,17 @@ void loom__task_resume(loom_t *lm, loom_task_t *t) {
     t->state = LOOM_RUNNING;
     nargs = lua_gettop(T) - 1;
   }
+  /* a task may run inside a resume loom did not make (module loom.run in
+  ** a coroutine): that resume's limits are not the task's */
+  lua_State *inner = lm->inner;
+  int unyieldable = lm->unyieldable;
   lm->current = t;
+  lm->inner = T;
+  lm->unyieldable = 0;
   status = lua_resume(T, lm->L, nargs, &nres);
   lm->current = NULL;
+  lm->inner = inner;
+  lm->unyieldable = unyieldable;
   if (status == LUA_YIELD) {
     if (nres != 1 || lua_touserdata(T, -1) != LOOM_SUSPEND) {
       /* a raw lua_yield from some C code: treat it as sleep(0) */
@@ -248,6 +259,9 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
   if (t == NULL)
     luaL_error(L, "%s: not inside a task (wrap the code in loom.run(fn))",
                fname);
+  if (L != lm->inner)
+    luaL_error(L, "%s: cannot wait here: in a coroutine that loom's "
+               "coroutine.resume did not resume", fname);
   if (!lua_isyieldable(L) || lm->unyieldable)
     luaL_error(L, "%s: cannot wait here: inside a C call that cannot yield",
                fname);

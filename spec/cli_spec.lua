@@ -427,6 +427,27 @@ describe("loom exit codes", function()
       assert.equal(5, code)
     end)
 
+  it("os.exit in a coroutine resumed inside a C call exits at once", function()
+    local out, err, code = cli.loom({ "-e", "table.sort({1, 2, 3}, function(a, b) "
+      .. "coroutine.wrap(function() os.exit(3) end)() return a < b end)" })
+    assert.equal("", out)
+    assert.equal("", err)
+    assert.equal(3, code)
+  end)
+
+  it("an error object whose __tostring fails prints as lua.c's fallback", function()
+    local _, err, code = cli.loom({ "-e",
+      "error(setmetatable({}, {__tostring = function() error('x') end}))" },
+      { argv0 = "loom" })
+    assert.equal(1, code)
+    assert.matches("^loom: %(error object is a table value%)\n", err)
+    _, err, code = cli.loom({ "-e", "spawn(function() error(setmetatable({}, "
+      .. "{__tostring = function() return nil end})) end)" }, { argv0 = "loom" })
+    assert.equal(1, code)
+    assert.matches("^loom: error in a task nobody awaited: %(error object is a "
+      .. "table value%)\nstack traceback:", err)
+  end)
+
   it("os.exit inside a spawned task exits at once with its code", function()
     local out, err, code = cli.loom({ "-e", [[
       spawn(function() sleep(0.01) print('exiting') os.exit(7) end)

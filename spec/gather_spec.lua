@@ -151,6 +151,25 @@ describe("loom.gather", function()
     assert.equal("cancelled", children[2]:status())
   end)
 
+  it("a gatherer cancelled after a failure woke it still cancels the rest",
+    function()
+      -- two failures in one turn, c's first: the outer gather wakes on c
+      -- and cancels the inner gather, which a's failure had woken but which
+      -- had not run yet
+      local c = loom.spawn(function() loom.sleep(0.05); error("c fails", 0) end)
+      local b = loom.spawn(function() loom.sleep(0.3); return "b" end)
+      local a = loom.spawn(function() loom.sleep(0.05); error("a fails", 0) end)
+      local inner = loom.spawn(function() return loom.gather(a, b) end)
+      assert.equal("c fails", err_of(loom.gather, c, inner))
+      loom.sleep(0)
+      assert.equal("cancelled", inner:status())
+      assert.equal("cancelled", b:status())
+      collectgarbage()
+      collectgarbage()
+      loom.sleep(0.01)
+      assert.equal("a fails", err_of(a.result, a))  -- retrieved here
+    end)
+
   it("the failure of a gathered child counts as retrieved", function()
     -- no unretrieved report: the spec helper would fail this test
     local a = loom.spawn(function() error("gathered", 0) end)

@@ -288,6 +288,41 @@ describe("loom.run inside a running loom", function()
     assert.equal("deep", r)
   end)
 
+  it("in a coroutine of lua5.4's, runs its tasks as anywhere else", function()
+    module_mode()
+    assert.equal("true\tok\n", lua([[
+      local loom = require "loom"
+      print(coroutine.resume(coroutine.create(function()
+        return loom.run(function() loom.sleep(0.01); return "ok" end)
+      end)))
+    ]]))
+  end)
+
+  it("a wait in a coroutine resumed by another resume fails clearly", function()
+    module_mode()
+    assert.equal("false\tsleep: cannot wait here: in a coroutine that loom's "
+      .. "coroutine.resume did not resume\tfine\n", lua([[
+      local resume = coroutine.resume  -- Lua's own, kept before loom
+      local loom = require "loom"
+      loom.run(function()
+        local co = coroutine.create(function() loom.sleep(0.05) end)
+        local ok, err = resume(co)
+        loom.sleep(0.1)
+        print(ok, (err:gsub("^.-:%d+: ", "")), "fine")
+      end)
+    ]]))
+  end)
+
+  it("a finalizer that runs after the runtime closed gets an error", function()
+    module_mode()
+    assert.equal("false\tloom: the runtime is closed\n", lua([[
+      local keep = setmetatable({}, {__gc = function()
+        print(pcall(loom.spawn, print))
+      end})
+      loom = require "loom"
+    ]]))
+  end)
+
   it("checks its argument", function()
     local ok, err = pcall(function() loom.run(nil) end)
     assert.is_false(ok)
