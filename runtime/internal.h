@@ -229,7 +229,6 @@ int loom__sched_init(loom_t *lm);
 void loom__sched_close(loom_t *lm);
 void loom__wake(loom_task_t *t);      /* make a suspended task ready */
 void loom__enqueue_next(loom_t *lm, loom_task_t *t);
-void loom__update_idle(loom_t *lm);
 
 /*
 ** Suspending the running task, in two steps. First, before registering

@@ -59,7 +59,7 @@ static void on_idle(uv_idle_t *h) {
   (void)h;  /* only keeps poll from blocking while work is queued */
 }
 
-void loom__update_idle(loom_t *lm) {
+static void update_idle(loom_t *lm) {
   int work = lm->ready.count || lm->next.count;
   if (work != lm->idle_on) {
     lm->idle_on = work;
@@ -73,13 +73,13 @@ void loom__wake(loom_task_t *t) {
   loom_t *lm = loom__thread_loom(t->thread);
   t->flags |= LOOM_TF_QUEUED;
   queue_push(&lm->ready, t);
-  loom__update_idle(lm);
+  update_idle(lm);
 }
 
 void loom__enqueue_next(loom_t *lm, loom_task_t *t) {
   t->flags |= LOOM_TF_QUEUED;
   queue_push(&lm->next, t);
-  loom__update_idle(lm);
+  update_idle(lm);
 }
 
 /* ---- the turn ------------------------------------------------------- */
@@ -90,7 +90,7 @@ static void on_check(uv_check_t *h) {
   for (int budget = LOOM_READY_BURST;
        lm->ready.count && budget > 0 && !lm->stopping; budget--)
     loom__task_resume(lm, queue_pop(&lm->ready));
-  loom__update_idle(lm);
+  update_idle(lm);
 }
 
 int loom__sched_init(loom_t *lm) {

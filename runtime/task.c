@@ -54,7 +54,9 @@ static lua_State *take_thread(lua_State *L, loom_t *lm) {
   lua_pushnil(L);
   lua_rawseti(L, -3, lm->pool_count--);
   lua_remove(L, -2);
-  return lua_tothread(L, -1);
+  lua_State *T = lua_tothread(L, -1);
+  lua_sethook(T, NULL, 0, 0);  /* a hook set by the task before goes too */
+  return T;
 }
 
 /* Keeps the (finished, emptied) thread at idx for reuse if there is room. */
