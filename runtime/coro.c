@@ -186,7 +186,7 @@ static int co_wrapped(lua_State *L) {
 
 static int co_wrap(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_pushvalue(L, lua_upvalueindex(1));  /* the runtime */
+  lua_pushvalue(L, lua_upvalueindex(1));  /* the runtime's box */
   lua_State *co = lua_newthread(L);
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
