@@ -6,12 +6,7 @@ local loom = require "loom"
 
 local err_of = require("spec.support.task").error_of
 
--- Runs src as a script under loom started as "loom"; returns stdout,
--- stderr with the script's name replaced by FILE, and the exit code.
-local function run(src)
-  local out, err, code, file = cli.script(src, { argv0 = "loom" })
-  return out, (err:gsub(file:gsub("%p", "%%%0"), "FILE")), code
-end
+local run = cli.script_as_loom  -- stderr with the script's name as FILE
 
 describe("error values stay values", function()
   local values = {

@@ -4,12 +4,7 @@ local it = require("spec.support.task").it
 local cli = require "spec.support.cli"
 local loom = require "loom"
 
--- Runs src as a script under loom started as "loom"; returns stdout,
--- stderr with the script's name replaced by FILE, and the exit code.
-local function run(src)
-  local out, err, code, file = cli.script(src, { argv0 = "loom" })
-  return out, (err:gsub(file:gsub("%p", "%%%0"), "FILE")), code
-end
+local run = cli.script_as_loom  -- stderr with the script's name as FILE
 
 describe("the loom process", function()
   it("waits for spawned tasks nobody awaits", function()

@@ -136,6 +136,13 @@ function M.script(src, opts)
   return o, e, c, file
 end
 
+-- Runs src as a script under loom started as "loom"; returns stdout,
+-- stderr with the script's name replaced by FILE, and the exit code.
+function M.script_as_loom(src)
+  local out, err, code, file = M.script(src, { argv0 = "loom" })
+  return out, (err:gsub(file:gsub("%p", "%%%0"), "FILE")), code
+end
+
 -- Module mode: runs the Lua source src as a script file with stock lua5.4,
 -- loom.so first on package.cpath. Returns stdout, stderr, code and the
 -- script's file name (already removed).
