@@ -242,6 +242,6 @@ int luaopen_loom_timer(lua_State *L) {
   loom_t *lm = loom_get(L);
   if (lm == NULL) return luaL_error(L, "loom.timer: require \"loom\" first");
   lua_createtable(L, 0, 2);
-  loom__setfuncs(L, lm, fns);
+  loom__setfuncs(L, fns);
   return 1;
 }

@@ -138,13 +138,13 @@ static int l_exit(lua_State *L) {
   return loom__suspend(L, lm, &exit_wait, 0, exit_k);
 }
 
-void loom__open_os(lua_State *L, loom_t *lm) {
+void loom__open_os(lua_State *L) {
   static const luaL_Reg fns[] = { {"exit", l_exit}, {NULL, NULL} };
   lua_getglobal(L, "os");
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "exit");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &os_exit_key);
-    loom__setfuncs(L, lm, fns);
+    loom__setfuncs(L, fns);
   }
   lua_pop(L, 1);
 }
@@ -157,7 +157,7 @@ void loom__open_api(lua_State *L, loom_t *lm) {
     {NULL, NULL}
   };
   lua_newtable(L);
-  loom__setfuncs(L, lm, fns);
+  loom__setfuncs(L, fns);
   luaopen_loom_timer(L);  /* sleep and now live in the loom table too */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, -2);

@@ -194,13 +194,13 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
-void loom__open_coroutine(lua_State *L, loom_t *lm) {
+void loom__open_coroutine(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"resume", co_resume}, {"yield", co_yield}, {"running", co_running},
     {"isyieldable", co_isyieldable}, {"status", co_status},
     {"close", co_close}, {"wrap", co_wrap}, {NULL, NULL}
   };
   lua_getglobal(L, "coroutine");
-  if (lua_istable(L, -1)) loom__setfuncs(L, lm, fns);
+  if (lua_istable(L, -1)) loom__setfuncs(L, fns);
   lua_pop(L, 1);
 }

@@ -146,9 +146,9 @@ int loom__open_future(lua_State *L, loom_t *lm) {
   static const luaL_Reg metamethods[] = {
     {"__tostring", f_tostring}, {NULL, NULL}
   };
-  loom__setfuncs(L, lm, metamethods);
+  loom__setfuncs(L, metamethods);
   lua_newtable(L);
-  loom__setfuncs(L, lm, methods);
+  loom__setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   loom__push_box(L);

@@ -218,7 +218,7 @@ static inline void loom__setmetatable_at(lua_State *L, int idx, int ref) {
   lua_setmetatable(L, idx < 0 ? idx - 1 : idx);
 }
 /* Registers fns with the runtime as their upvalue 1. */
-void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns);
+void loom__setfuncs(lua_State *L, const luaL_Reg *fns);
 
 /* The sentinel yielded to suspend a task; only loom knows its address. */
 extern const char loom__suspend_sentinel;
@@ -302,8 +302,8 @@ void loom__drop_cause(lua_State *L, loom_task_t *me);
 int loom__push_errmsg(lua_State *L, int idx);
 
 /* coro.c, api.c, preload.c (serves the Lua files of lib/loom) */
-void loom__open_coroutine(lua_State *L, loom_t *lm);
-void loom__open_os(lua_State *L, loom_t *lm);
+void loom__open_coroutine(lua_State *L);
+void loom__open_os(lua_State *L);
 void loom__open_api(lua_State *L, loom_t *lm);
 void loom__open_preload(lua_State *L);  /* lib/loom and bindings/ */
 

@@ -14,8 +14,7 @@ void loom__push_box(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &runtime_key);
 }
 
-void loom__setfuncs(lua_State *L, loom_t *lm, const luaL_Reg *fns) {
-  (void)lm;
+void loom__setfuncs(lua_State *L, const luaL_Reg *fns) {
   for (; fns->name != NULL; fns++) {
     loom__push_box(L);
     lua_pushcclosure(L, fns->func, 1);
@@ -134,8 +133,8 @@ loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
 
   loom__open_error(L);
   loom__open_task(L, lm);
-  loom__open_coroutine(L, lm);
-  loom__open_os(L, lm);
+  loom__open_coroutine(L);
+  loom__open_os(L);
   loom__open_preload(L);
   loom__open_api(L, lm);  /* pushes the module table */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

@@ -523,9 +523,9 @@ int loom__open_task(lua_State *L, loom_t *lm) {
   static const luaL_Reg finalizer[] = { {"__gc", t_gc}, {NULL, NULL} };
   luaL_newmetatable(L, LOOM_TASK_MT);
   loom__keep_metatable(L, &lm->task_mt, &lm->task_mt_ref);
-  loom__setfuncs(L, lm, metamethods);
+  loom__setfuncs(L, metamethods);
   lua_newtable(L);
-  loom__setfuncs(L, lm, methods);
+  loom__setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
   /* A failed task gets a twin metatable with a finalizer, to report the
   ** failure if it is collected unretrieved: only those pay for one. */
@@ -536,7 +536,7 @@ int loom__open_task(lua_State *L, loom_t *lm) {
     lua_insert(L, -2);
     lua_rawset(L, -4);
   }
-  loom__setfuncs(L, lm, finalizer);
+  loom__setfuncs(L, finalizer);
   loom__keep_metatable(L, &lm->failed_task_mt, &lm->failed_task_mt_ref);
   lua_pop(L, 2);
   return 0;
