@@ -28,7 +28,8 @@ static const char snippet[] =
 static void print_failure(lua_State *L, loom_t *lm, int r) {
   if (r == LOOM_EFAILED) {  /* error value, then traceback (or nil) */
     int tb = lua_gettop(L);
-    fprintf(stderr, "embed: %s\n", luaL_tolstring(L, tb - 1, NULL));
+    loom_push_errmsg(L, tb - 1);  /* protected: __tostring may fail */
+    fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
     if (lua_isstring(L, tb)) fprintf(stderr, "%s\n", lua_tostring(L, tb));
   } else if (r == LOOM_EDEADLOCK) {
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));

@@ -17,6 +17,13 @@
 
 #define LOOM_VERSION "0.1.0"
 
+/* Marks the public functions: libloom and loom.so export only these. */
+#if defined(__GNUC__)
+#define LOOM_API __attribute__((visibility("default")))
+#else
+#define LOOM_API
+#endif
+
 /* Error codes beyond libuv's (which are negative errno values). */
 #define LOOM_EFAILED   (-20001)  /* the task failed; its error is pushed */
 #define LOOM_EDEADLOCK (-20002)  /* the loop ran dry while the task waited */
@@ -35,17 +42,17 @@ typedef void (*loom_report_fn)(loom_t *lm, const char *report, void *ud);
 ** one. Returns NULL if L already has a runtime or memory runs out (then
 ** nothing is pushed). loom uses the LUA_EXTRASPACE of L's threads.
 */
-loom_t *loom_open(lua_State *L, uv_loop_t *loop);
+LOOM_API loom_t *loom_open(lua_State *L, uv_loop_t *loop);
 
 /* The runtime installed in L's state, or NULL. Any thread of L will do. */
-loom_t *loom_get(lua_State *L);
+LOOM_API loom_t *loom_get(lua_State *L);
 
 /* The loop the runtime runs on. */
-uv_loop_t *loom_loop(loom_t *lm);
+LOOM_API uv_loop_t *loom_loop(loom_t *lm);
 
 /* Makes the stock globals of the loom CLI: sleep, create_task, spawn,
 ** gather, async, await and loom. */
-void loom_openglobals(lua_State *L);
+LOOM_API void loom_openglobals(lua_State *L);
 
 /*
 ** Pops a function (or any callable) and its nargs arguments from L and
@@ -53,7 +60,7 @@ void loom_openglobals(lua_State *L);
 ** turn. Returns 0, or UV_EINVAL with nothing popped or pushed if L has no
 ** runtime or the value below the arguments is not callable.
 */
-int loom_spawn(lua_State *L, int nargs);
+LOOM_API int loom_spawn(lua_State *L, int nargs);
 
 /*
 ** Runs the loop until no work remains: no task ready, sleeping or waiting
@@ -68,25 +75,34 @@ int loom_spawn(lua_State *L, int nargs);
 ** LOOM_EEXIT, nothing pushed, if a task called os.exit. Returns UV_EBUSY
 ** when called from inside a task or while the loop runs.
 */
-int loom_run(lua_State *L, int *nresults);
+LOOM_API int loom_run(lua_State *L, int *nresults);
 
 /* The code given to os.exit once loom_run returned LOOM_EEXIT, and
 ** whether the caller asked to close the state first. */
-int loom_exit_code(loom_t *lm, int *close_state);
+LOOM_API int loom_exit_code(loom_t *lm, int *close_state);
 
 /*
 ** Reports through the report hook every failure that nobody retrieved and
 ** that is not reported yet. Returns how many failures were reported since
 ** the previous call (by this call or when failed tasks were collected).
 */
-int loom_report_unretrieved(loom_t *lm);
+LOOM_API int loom_report_unretrieved(loom_t *lm);
 
 /* How many failures were reported since the runtime started, however
 ** they were (loom.report_unretrieved, collection, this API): the loom
 ** command exits 1 if any was. */
-int loom_reported_total(loom_t *lm);
+LOOM_API int loom_reported_total(loom_t *lm);
 
 /* Sets the report hook; NULL restores the default (stderr). */
-void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
+LOOM_API void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
+
+/*
+** Pushes the text lua(1) would print for the error value at idx: a string
+** or number as is; otherwise what its __tostring gives or, if that fails,
+** the error __tostring raised; else "(error object is a T value)".
+** Returns 1 if the text came from __tostring (lua(1) then shows no
+** traceback). Never raises, except for memory errors.
+*/
+LOOM_API int loom_push_errmsg(lua_State *L, int idx);
 
 #endif

@@ -134,7 +134,7 @@ static int errmsg(lua_State *L) {
   return 2;
 }
 
-int loom__push_errmsg(lua_State *L, int idx) {
+int loom_push_errmsg(lua_State *L, int idx) {
   int own = 0;
   idx = lua_absindex(L, idx);
   lua_pushcfunction(L, errmsg);
@@ -156,7 +156,7 @@ void loom__push_report(lua_State *L, int idx) {
   int rec = lua_gettop(L);
   lua_pushliteral(L, "error in a task nobody awaited: ");
   lua_rawgeti(L, rec, LOOM_REC_ERROR);
-  loom__push_errmsg(L, -1);
+  loom_push_errmsg(L, -1);
   lua_remove(L, -2);
   if (lua_rawgeti(L, rec, LOOM_REC_TRACEBACK) == LUA_TSTRING) {
     lua_pushliteral(L, "\n");

@@ -296,10 +296,6 @@ int loom__msgh(lua_State *L);   /* the task bodies' message handler */
 void loom__stash_cause(lua_State *L, loom_task_t *me, loom_task_t *failed,
                        int idx);
 void loom__drop_cause(lua_State *L, loom_task_t *me);
-/* Pushes the text lua.c would print for the error value at idx; returns
-** 1 if its __tostring gave it (lua.c then shows no traceback). Calls
-** __tostring under pcall: never raises. */
-int loom__push_errmsg(lua_State *L, int idx);
 
 /* coro.c, api.c, preload.c (serves the Lua files of lib/loom) */
 void loom__open_coroutine(lua_State *L);

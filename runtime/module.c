@@ -4,7 +4,7 @@
 */
 #include "internal.h"
 
-LUAMOD_API int luaopen_loom(lua_State *L) {
+LOOM_API int luaopen_loom(lua_State *L) {
   if (loom_get(L) != NULL) {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "loom");

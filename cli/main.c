@@ -9,10 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
 #include <lualib.h>
 
 #include "alloc.h"
-#include "internal.h"
+#include "loom.h"
 
 #define HAS_E 0x01  /* -e */
 #define HAS_V 0x02  /* -v */
@@ -310,7 +311,7 @@ static void report(loom_t *lm, const char *text, void *ud) {
 static int report_failure(lua_State *L, cli_t *c, int r) {
   if (r == LOOM_EFAILED) {
     int tb = lua_gettop(L);
-    int own_message = loom__push_errmsg(L, tb - 1);
+    int own_message = loom_push_errmsg(L, tb - 1);
     if (c->load_error || own_message || !lua_isstring(L, tb))
       message(lua_tostring(L, -1));
     else
