@@ -1,177 +1,10 @@
 /*
-** timer.c: loom.sleep and loom.now, and deadlines for the runtime.
-**
-** Anything waiting for a deadline (a sleeping task's node; later, a
-** timeout) is a loom__waiter grouped with others by deadline (loop time in
-** ms): one bucket per deadline lists them in the order they started, and a
-** min-heap orders the buckets, behind a single uv_timer_t armed for the
-** earliest. Many share a deadline (a burst of sleeps in the same
-** millisecond), so starting and firing are O(1) per waiter and the heap
-** only sees buckets. No libuv handle per sleep; buckets are reused, so the
-** sleep/wake path does not allocate. sleep(0) does not touch any of this:
-** it re-queues the task for the next turn of the loop.
+** timer.c: loom.sleep and loom.now (require "loom.timer"; also found in
+** the loom table). A sleep is a wait on the runtime's deadlines
+** (runtime/deadline.c): no handle and no allocation per sleeping task.
+** sleep(0) re-queues the task for the next turn of the loop.
 */
-#include <math.h>
-#include <stdlib.h>
-
-#include "../runtime/internal.h"
-
-typedef struct bucket {
-  uint64_t deadline;
-  uint32_t heap_index;  /* 1-based; 0 once out of the heap */
-  uint32_t order;       /* creation order: FIFO among equal deadlines */
-  loom__link waiters;   /* in the order they started waiting */
-  struct bucket *next_free;
-} bucket;
-
-struct loom__timers {
-  uv_timer_t timer;
-  bucket **heap;        /* 1-based */
-  uint32_t count, cap, order;
-  bucket *last;         /* the newest bucket: the next sleep often joins it */
-  bucket *free;
-};
-
-/* ---- the heap of buckets -------------------------------------------- */
-
-static int earlier(const bucket *a, const bucket *b) {
-  if (a->deadline != b->deadline) return a->deadline < b->deadline;
-  return (int32_t)(a->order - b->order) < 0;
-}
-
-static void heap_set(loom__timers *tm, uint32_t i, bucket *b) {
-  tm->heap[i] = b;
-  b->heap_index = i;
-}
-
-static void sift_up(loom__timers *tm, uint32_t i) {
-  bucket *b = tm->heap[i];
-  while (i > 1 && earlier(b, tm->heap[i / 2])) {
-    heap_set(tm, i, tm->heap[i / 2]);
-    i /= 2;
-  }
-  heap_set(tm, i, b);
-}
-
-static void sift_down(loom__timers *tm, uint32_t i) {
-  bucket *b = tm->heap[i];
-  for (;;) {
-    uint32_t c = 2 * i;
-    if (c > tm->count) break;
-    if (c < tm->count && earlier(tm->heap[c + 1], tm->heap[c])) c++;
-    if (!earlier(tm->heap[c], b)) break;
-    heap_set(tm, i, tm->heap[c]);
-    i = c;
-  }
-  heap_set(tm, i, b);
-}
-
-/* Takes b out of the heap and keeps it for reuse. */
-static void drop_bucket(loom__timers *tm, bucket *b) {
-  uint32_t i = b->heap_index;
-  bucket *last = tm->heap[tm->count--];
-  b->heap_index = 0;
-  if (last != b) {
-    heap_set(tm, i, last);
-    sift_up(tm, i);
-    sift_down(tm, last->heap_index);
-  }
-  if (tm->last == b) tm->last = NULL;
-  b->next_free = tm->free;
-  tm->free = b;
-}
-
-/* The bucket for a deadline: the newest one if it matches, else a new one
-** (reused if possible). NULL if out of memory. */
-static bucket *bucket_for(loom__timers *tm, uint64_t deadline) {
-  bucket *b = tm->last;
-  if (b != NULL && b->deadline == deadline) return b;
-  if (tm->count + 1 >= tm->cap) {
-    uint32_t cap = tm->cap ? tm->cap * 2 : 64;
-    bucket **heap = realloc(tm->heap, cap * sizeof *heap);
-    if (heap == NULL) return NULL;
-    tm->heap = heap;
-    tm->cap = cap;
-  }
-  if (tm->free != NULL) {
-    b = tm->free;
-    tm->free = b->next_free;
-  } else if ((b = malloc(sizeof *b)) == NULL) {
-    return NULL;
-  }
-  b->deadline = deadline;
-  b->order = tm->order++;
-  loom__list_init(&b->waiters);
-  tm->count++;
-  heap_set(tm, tm->count, b);
-  sift_up(tm, tm->count);
-  tm->last = b;
-  return b;
-}
-
-/* ---- the timer ------------------------------------------------------ */
-
-static void on_timer(uv_timer_t *h);
-
-static void arm(loom__timers *tm) {
-  if (tm->count == 0) {
-    uv_timer_stop(&tm->timer);
-    return;
-  }
-  uint64_t now = uv_now(tm->timer.loop), when = tm->heap[1]->deadline;
-  uv_timer_start(&tm->timer, on_timer, when > now ? when - now : 0, 0);
-}
-
-static void on_timer(uv_timer_t *h) {
-  loom__timers *tm = h->data;
-  uint64_t now = uv_now(h->loop);
-  while (tm->count && tm->heap[1]->deadline <= now) {
-    bucket *b = tm->heap[1];
-    while (b->waiters.next != &b->waiters) {
-      loom__waiter *w = (loom__waiter *)b->waiters.next;
-      loom__list_unlink(w);
-      w->fire(w, 0);
-    }
-    drop_bucket(tm, b);
-  }
-  arm(tm);
-}
-
-/* ---- deadlines for anything that waits ------------------------------ */
-
-void *loom__timer_start(loom_t *lm, loom__waiter *w, double ms) {
-  loom__timers *tm = lm->timers;
-  uv_update_time(lm->loop);  /* a long-running task made uv_now stale */
-  ms = ceil(ms);
-  uint64_t deadline = ms >= 1e15 ? UINT64_MAX / 2  /* forever, in practice */
-                                 : uv_now(lm->loop) + (uint64_t)ms;
-  bucket *b = bucket_for(tm, deadline);
-  if (b == NULL) return NULL;
-  w->link.next = NULL;
-  loom__list_push(&b->waiters, w);
-  if (tm->heap[1] == b && b->waiters.next == &w->link) arm(tm);
-  return b;
-}
-
-void loom__timer_cancel(loom_t *lm, loom__waiter *w, void *handle) {
-  loom__timers *tm = lm->timers;
-  bucket *b = handle;
-  loom__list_unlink(w);
-  if (b->waiters.next == &b->waiters) {  /* it was the last one */
-    int was_first = tm->heap[1] == b;
-    drop_bucket(tm, b);
-    if (was_first) arm(tm);
-  }
-}
-
-/* ---- sleep ---------------------------------------------------------- */
-
-static void sleep_cancel(loom_task_t *t) {
-  loom__timer_cancel(loom__thread_loom(t->thread), &t->node, t->wait_data);
-}
-
-static const loom__wait sleep_wait = { "sleep", sleep_cancel };
-static const loom__wait yield_wait = { "sleep(0)", NULL };
+#include "../runtime/binding.h"
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
@@ -183,15 +16,8 @@ static int l_sleep(lua_State *L) {
   loom_t *lm = loom__up(L);
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
-  loom_task_t *t = loom__prepare_suspend(L, lm, "sleep");
-  if (s == 0) {
-    loom__enqueue_next(lm, t);
-    return loom__suspend(L, lm, &yield_wait, 0, sleep_k);
-  }
-  t->node.fire = loom__fire_wake;
-  t->wait_data = loom__timer_start(lm, &t->node, s * 1000.0);
-  if (t->wait_data == NULL) return luaL_error(L, "sleep: not enough memory");
-  return loom__suspend(L, lm, &sleep_wait, 0, sleep_k);
+  loom__prepare_suspend(L, lm, "sleep");
+  return loom__wait_ms(L, lm, s * 1000.0, 0, sleep_k);
 }
 
 static int l_now(lua_State *L) {
@@ -199,48 +25,12 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
-/* ---- life ----------------------------------------------------------- */
-
-int loom__timer_init(loom_t *lm) {
-  loom__timers *tm = calloc(1, sizeof *tm);
-  if (tm == NULL) return UV_ENOMEM;
-  int r = uv_timer_init(lm->loop, &tm->timer);
-  tm->timer.data = tm;
-  lm->timers = tm;
-  return r;
-}
-
-uv_handle_t *loom__timer_handle(loom_t *lm) {
-  return (uv_handle_t *)&lm->timers->timer;
-}
-
-/* Frees the buckets; the handle is closed by the runtime's finalizer, and
-** the rest freed with loom__timer_free once it is closed. */
-void loom__timer_close(loom_t *lm) {
-  loom__timers *tm = lm->timers;
-  for (uint32_t i = 1; i <= tm->count; i++) free(tm->heap[i]);
-  while (tm->free != NULL) {
-    bucket *next = tm->free->next_free;
-    free(tm->free);
-    tm->free = next;
-  }
-  free(tm->heap);
-  tm->heap = NULL;
-  tm->count = 0;
-}
-
-void loom__timer_free(loom_t *lm) {
-  free(lm->timers);
-  lm->timers = NULL;
-}
-
-/* require "loom.timer": { sleep, now }, also found in the loom table. */
 int luaopen_loom_timer(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"sleep", l_sleep}, {"now", l_now}, {NULL, NULL}
   };
-  loom_t *lm = loom_get(L);
-  if (lm == NULL) return luaL_error(L, "loom.timer: require \"loom\" first");
+  if (loom_get(L) == NULL)
+    return luaL_error(L, "loom.timer: require \"loom\" first");
   lua_createtable(L, 0, 2);
   loom__setfuncs(L, fns);
   return 1;

@@ -51,14 +51,16 @@ LOOM_API loom_t *loom_get(lua_State *L);
 LOOM_API uv_loop_t *loom_loop(loom_t *lm);
 
 /* Makes the stock globals of the loom CLI: sleep, create_task, spawn,
-** gather, async, await and loom. */
-LOOM_API void loom_openglobals(lua_State *L);
+** gather, async, await and loom. Returns 0, UV_EINVAL if L has no
+** runtime, or UV_ENOMEM. */
+LOOM_API int loom_openglobals(lua_State *L);
 
 /*
 ** Pops a function (or any callable) and its nargs arguments from L and
 ** spawns them as a task; pushes the Task. The task starts on the next loop
 ** turn. Returns 0, or UV_EINVAL with nothing popped or pushed if L has no
-** runtime or the value below the arguments is not callable.
+** runtime or the value below the arguments is not callable, or UV_ENOMEM
+** (out of memory, or too many arguments) with them popped.
 */
 LOOM_API int loom_spawn(lua_State *L, int nargs);
 
@@ -72,8 +74,9 @@ LOOM_API int loom_spawn(lua_State *L, int nargs);
 ** it failed or was cancelled, with its error value and a traceback (a
 ** string, or nil for a cancellation) pushed; or LOOM_EDEADLOCK with a
 ** message pushed, if the loop ran dry while it still waited; or
-** LOOM_EEXIT, nothing pushed, if a task called os.exit. Returns UV_EBUSY
-** when called from inside a task or while the loop runs.
+** LOOM_EEXIT, nothing pushed, if a task called os.exit (then the runtime
+** runs nothing more: close the state). Returns UV_EBUSY when called from
+** inside a task, while the loop runs or after os.exit.
 */
 LOOM_API int loom_run(lua_State *L, int *nresults);
 

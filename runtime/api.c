@@ -20,9 +20,15 @@ static void checkcallable(lua_State *L, int idx) {
   luaL_typeerror(L, idx, "function");
 }
 
+static int l_create_task(lua_State *L) {
+  checkcallable(L, 1);
+  loom__spawn(L, loom__up(L), lua_gettop(L) - 1, "create_task");
+  return 1;
+}
+
 static int l_spawn(lua_State *L) {
   checkcallable(L, 1);
-  loom__spawn(L, loom__up(L), lua_gettop(L) - 1);
+  loom__spawn(L, loom__up(L), lua_gettop(L) - 1, "spawn");
   return 1;
 }
 
@@ -30,7 +36,7 @@ static int l_await(lua_State *L) {
   loom_t *lm = loom__up(L);
   luaL_checkany(L, 1);
   if (loom__totask(L, lm, 1)) return loom__await_task(L, lm, 1, "await");
-  if (loom__testudata(L, 1, lm->future_mt))
+  if (loom__tofuture(L, lm, 1))
     return loom__await_future(L, lm, 1, "await");
   return lua_gettop(L);  /* not awaitable: returned as is */
 }
@@ -38,7 +44,7 @@ static int l_await(lua_State *L) {
 static int async_call(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
-  loom__spawn(L, loom__up(L), lua_gettop(L) - 1);
+  loom__spawn(L, loom__up(L), lua_gettop(L) - 1, "async");
   return 1;
 }
 
@@ -63,9 +69,11 @@ static int l_run(lua_State *L) {
   loom_t *lm = loom__up(L);
   int nres, r;
   checkcallable(L, 1);
+  if (lm->exiting)
+    return luaL_error(L, "run: the runtime is exiting");
   if (lm->running && !lm->current)
     return luaL_error(L, "run: the loop is already running");
-  loom__spawn(L, lm, lua_gettop(L) - 1);
+  loom__spawn(L, lm, lua_gettop(L) - 1, "run");
   if (lm->current)  /* already inside loom: spawn and await, never nest */
     return loom__await_task(L, lm, lua_gettop(L), "run");
   r = loom_run(L, &nres);
@@ -119,23 +127,42 @@ static int exit_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;  /* never resumed */
 }
 
-static const loom__wait exit_wait = { "os.exit", NULL };
+static const loom__wait exit_wait = { "os.exit", NULL, NULL };
+
+/* os.exit(code, true) where the task cannot stop (a sort comparator, a
+** __gc): as lua.c, close the main chunk's pending <close> variables and
+** run the finalizers, right here, then exit. */
+static void exit_closing(loom_t *lm, int code) {
+  loom_task_t *m = lm->main_task;
+  lm->exiting = 1;
+  loom__report_failures(lm);
+  if (m != NULL && m->thread != NULL) {
+    loom__detach(lm, m);
+    lua_resetthread(m->thread);
+  }
+  lua_close(lm->L);
+  exit(code);
+}
 
 static int l_exit(lua_State *L) {
   loom_t *lm = loom__up(L);
-  int code = EXIT_SUCCESS;
+  int code = EXIT_SUCCESS, close = lua_toboolean(L, 2);
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
-  if (!loom__can_suspend(L, lm))  /* not in a task, or it cannot stop */
-    return call_os_exit(L, code, lm->current == NULL && lua_toboolean(L, 2));
+  if (lm->current == NULL)  /* not in a task: Lua's own */
+    return call_os_exit(L, code, close);
+  if (!loom__can_suspend(L, lm)) {  /* in a task that cannot stop */
+    if (close) exit_closing(lm, code);
+    return call_os_exit(L, code, 0);
+  }
   lm->exit_requested = 1;
   lm->exit_code = code;
-  lm->exit_close = lua_toboolean(L, 2);
+  lm->exit_close = close;
   lm->stopping = 1;
   uv_stop(lm->loop);
-  return loom__suspend(L, lm, &exit_wait, 0, exit_k);
+  return loom__suspend(L, lm, &exit_wait, NULL, 0, exit_k);
 }
 
 void loom__open_os(lua_State *L) {
@@ -151,17 +178,18 @@ void loom__open_os(lua_State *L) {
 
 void loom__open_api(lua_State *L, loom_t *lm) {
   static const luaL_Reg fns[] = {
-    {"create_task", l_spawn}, {"spawn", l_spawn}, {"await", l_await},
+    {"create_task", l_create_task}, {"spawn", l_spawn}, {"await", l_await},
     {"async", l_async}, {"gather", loom__gather}, {"run", l_run},
     {"is_cancelled", l_is_cancelled}, {"report_unretrieved", l_report},
     {NULL, NULL}
   };
   lua_newtable(L);
   loom__setfuncs(L, fns);
-  luaopen_loom_timer(L);  /* sleep and now live in the loom table too */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "loom.timer");
+  /* sleep and now are the loom.timer binding's, in the loom table too */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_getfield(L, -1, "loom.timer");
+  luaL_requiref(L, "loom.timer", lua_tocfunction(L, -1), 0);
+  lua_replace(L, -3);
   lua_pop(L, 1);
   lua_getfield(L, -1, "sleep");
   lua_setfield(L, -3, "sleep");

@@ -15,11 +15,16 @@ static lua_State *getco(lua_State *L) {
   return lua_tothread(L, 1);
 }
 
-/* A coroutine that passed a suspension up is "parked": it keeps the
-** sentinel on its stack until the task resumes it, and nobody else may. */
-static int parked(lua_State *co) {
-  return lua_status(co) == LUA_YIELD && lua_gettop(co) > 0 &&
-         lua_touserdata(co, -1) == LOOM_SUSPEND;
+/* A coroutine that passed a suspension up is "parked" until the task
+** resumes it, and nobody else may resume it. loom knows it by a tag in
+** the coroutine's extra space, which no Lua code can reach. */
+static int parked(lua_State *co, loom_t *lm) {
+  return *loom__xs(co) == ((uintptr_t)lm | LOOM_XS_PARKED) &&
+         lua_status(co) == LUA_YIELD;
+}
+
+static void park(lua_State *co, loom_t *lm, int on) {
+  *loom__xs(co) = (uintptr_t)lm | (on ? LOOM_XS_PARKED : 0);
 }
 
 /*
@@ -39,7 +44,10 @@ static int step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   lm->inner = inner;
   lm->unyieldable -= blocked;
   if (status == LUA_YIELD && nres == 1 &&
-      lua_touserdata(co, -1) == LOOM_SUSPEND) {
+      lua_touserdata(co, -1) == LOOM_SUSPEND && lm->current != NULL &&
+      (lm->current->flags & LOOM_TF_SUSPENDED)) {
+    lua_pop(co, 1);  /* values a callback pushes on co go to its wait */
+    park(co, lm, 1);
     lua_pushlightuserdata(L, LOOM_SUSPEND);
     return lua_yieldk(L, 1, (lua_KContext)co, k);
   }
@@ -59,13 +67,13 @@ static int step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
 /* The task resumed: unpark co and resume it with what the task got. */
 static int step_again(lua_State *L, lua_State *co, int narg,
                       lua_KFunction k) {
-  lua_pop(co, 1);  /* the sentinel */
+  park(co, loom__up(L), 0);
   return step(L, co, narg, k);
 }
 
 static int auxresume(lua_State *L, lua_State *co, int narg,
                      lua_KFunction k) {
-  if (loom__is_task_thread(co, loom__up(L)) || parked(co)) {
+  if (loom__is_task_thread(co, loom__up(L)) || parked(co, loom__up(L))) {
     lua_pushliteral(L, "cannot resume non-suspended coroutine");
     return -1;
   }
@@ -121,7 +129,8 @@ static int co_isyieldable(lua_State *L) {
 
 static const char *status_of(lua_State *L, lua_State *co) {
   if (L == co) return "running";
-  if (loom__is_task_thread(co, loom__up(L)) || parked(co)) return "normal";
+  if (loom__is_task_thread(co, loom__up(L)) || parked(co, loom__up(L)))
+    return "normal";
   switch (lua_status(co)) {
     case LUA_YIELD:
       return "suspended";

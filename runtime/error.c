@@ -1,32 +1,41 @@
 /*
-** error.c: the Cancelled error type, the message handler of task bodies
-** (it keeps a traceback beside the error, never inside it), and turning
-** a task's failure into the text that gets reported.
+** error.c: the Cancelled error type; the message handler of task bodies
+** (it keeps a traceback beside the error, never inside it); failure
+** records, which keep a failed task's error, traceback and spawn site and
+** report it if nobody retrieved it; and the text of an error value.
+**
+** A failure record ("loom.Failure") is a userdata with a finalizer, made
+** when a task fails: being the newest object then, Lua links it into its
+** finalizer list in O(1) (giving the old task a finalizer would walk the
+** list of every object made since the task was born). Records nobody has
+** retrieved or reported sit in a list of the runtime's own, in the order
+** they failed, which is what gets reported at exit (a weak index finds
+** each one's userdata from its address).
 */
 #include <string.h>
 
 #include "internal.h"
 
+/* ---- Cancelled ------------------------------------------------------ */
+
+static const char reason_key = 0;  /* a Cancelled's field: its reason */
+
 static int cancelled_tostring(lua_State *L) {
-  lua_getfield(L, 1, "message");
+  if (lua_type(L, 1) == LUA_TTABLE) lua_getfield(L, 1, "message");
+  else lua_pushnil(L);
   if (!lua_isstring(L, -1)) lua_pushliteral(L, "task cancelled");
   lua_pushfstring(L, "Cancelled: %s", lua_tostring(L, -1));
   return 1;
 }
 
-void loom__open_error(lua_State *L) {
-  luaL_newmetatable(L, LOOM_CANCELLED_MT);
-  lua_pushcfunction(L, cancelled_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "Cancelled");
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-}
-
-void loom__push_cancelled(lua_State *L) {
-  lua_createtable(L, 0, 1);
+void loom__push_cancelled(lua_State *L, const void *reason) {
+  lua_createtable(L, 0, 2);
   lua_pushliteral(L, "task cancelled");
   lua_setfield(L, -2, "message");
+  if (reason != NULL) {
+    lua_pushlightuserdata(L, (void *)reason);
+    lua_rawsetp(L, -2, &reason_key);
+  }
   luaL_setmetatable(L, LOOM_CANCELLED_MT);
 }
 
@@ -40,50 +49,52 @@ int loom__is_cancelled(lua_State *L, int idx) {
   return yes;
 }
 
+const void *loom__cancel_reason(lua_State *L, int idx) {
+  if (!loom__is_cancelled(L, idx)) return NULL;
+  lua_rawgetp(L, idx, &reason_key);
+  const void *reason = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return reason;
+}
+
+/* ---- the text of an error value ------------------------------------- */
+
+/* [value] -> text, and whether __tostring gave it. As lua.c's msghandler:
+** if __tostring raises, the text is what it raised. */
+static int errmsg(lua_State *L) {
+  int own = 0;
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+    lua_pushstring(L, lua_tostring(L, 1));
+  else if (luaL_callmeta(L, 1, "__tostring") &&
+           lua_type(L, -1) == LUA_TSTRING)
+    own = 1;
+  else
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  lua_pushboolean(L, own);
+  return 2;
+}
+
+int loom_push_errmsg(lua_State *L, int idx) {
+  int own = 0;
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, errmsg);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 2, 0) == LUA_OK) {
+    own = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  } else if (lua_type(L, -1) != LUA_TSTRING) {  /* what __tostring raised */
+    const char *type = luaL_typename(L, -1);
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(error object is a %s value)", type);
+  }
+  return own;
+}
+
+/* ---- the message handler -------------------------------------------- */
+
 /* The cause of a task's error is kept under the address just past the
 ** task, a key nothing else uses. */
 #define CAUSE_KEY(t) ((const char *)(t) + 1)
-
-/* Pushes "\n(task spawned at file:line<more>)" for the failed task whose
-** record is at rec, or "\n(<more>)" without the spawn site. */
-static void push_spawn_site(lua_State *L, loom_task_t *t, int rec,
-                            const char *more) {
-  lua_Debug ar;
-  if (lua_rawgeti(L, rec, LOOM_REC_SPAWNER) == LUA_TFUNCTION) {
-    lua_getinfo(L, ">S", &ar);  /* pops the function */
-    lua_pushfstring(L, "\n(task spawned at %s:%d%s%s)", ar.short_src,
-                    t->spawn_line, *more ? ", " : "", more);
-  } else {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "%s%s%s", *more ? "\n(" : "", more, *more ? ")" : "");
-  }
-}
-
-void loom__stash_cause(lua_State *L, loom_task_t *me, loom_task_t *failed,
-                       int idx) {
-  int top = lua_gettop(L);
-  lua_getiuservalue(L, idx, 1);  /* the record */
-  int rec = lua_gettop(L);
-  lua_createtable(L, 2, 0);
-  lua_rawgeti(L, rec, LOOM_REC_ERROR);
-  lua_rawseti(L, -2, 1);
-  if (lua_rawgeti(L, rec, LOOM_REC_TRACEBACK) != LUA_TSTRING) {
-    lua_settop(L, top);  /* a cancellation: nothing to tell */
-    return;
-  }
-  push_spawn_site(L, failed, rec, "awaited here:");
-  lua_concat(L, 2);
-  lua_rawseti(L, rec + 1, 2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, CAUSE_KEY(me));
-  me->flags |= LOOM_TF_CAUSE;
-  lua_settop(L, top);
-}
-
-void loom__drop_cause(lua_State *L, loom_task_t *me) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, CAUSE_KEY(me));
-  me->flags &= ~LOOM_TF_CAUSE;
-}
 
 /* Runs at the point of the error, inside the failing task's thread:
 ** leaves the error value as it is and keeps the traceback in the
@@ -120,51 +131,202 @@ int loom__msgh(lua_State *T) {
   return 1;
 }
 
-/* [value] -> text, and whether __tostring gave it */
-static int errmsg(lua_State *L) {
-  int own = 0;
-  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
-    lua_pushstring(L, lua_tostring(L, 1));
-  else if (luaL_callmeta(L, 1, "__tostring") &&
-           lua_type(L, -1) == LUA_TSTRING)
-    own = 1;
-  else
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  lua_pushboolean(L, own);
-  return 2;
+/* ---- failure records ------------------------------------------------ */
+
+#define FF_RETRIEVED 0x01
+#define FF_REPORTED  0x02
+#define FF_CANCELLED 0x04
+
+/* user values: the error, the traceback (or nil), the spawner (or nil) */
+enum { UV_ERROR = 1, UV_TRACEBACK, UV_SPAWNER, UV_COUNT = UV_SPAWNER };
+
+struct loom__failure {
+  uint32_t tag;        /* LOOM_FAILURE_TAG */
+  int spawn_line;
+  loom__link link;     /* in lm->failures while unreported */
+  uint8_t flags;
+};
+
+static void unlist(loom__failure *f) {
+  if (f->link.next == NULL) return;
+  f->link.prev->next = f->link.next;
+  f->link.next->prev = f->link.prev;
+  f->link.next = f->link.prev = NULL;
 }
 
-int loom_push_errmsg(lua_State *L, int idx) {
-  int own = 0;
-  idx = lua_absindex(L, idx);
-  lua_pushcfunction(L, errmsg);
-  lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 2, 0) == LUA_OK) {
-    own = lua_toboolean(L, -1);
+loom__failure *loom__tofailure(lua_State *L, loom_t *lm, int idx) {
+  return loom__type_test(L, idx, &lm->failure_type, LOOM_FAILURE_TAG);
+}
+
+void loom__failure_new(lua_State *L, loom_t *lm, loom_task_t *t, int sp,
+                       int cancelled) {
+  int err = lua_gettop(L);
+  loom__failure *f = loom__type_new(L, &lm->failure_type, UV_COUNT,
+                                    LOOM_FAILURE_TAG);
+  f->spawn_line = t->spawn_line;
+  lua_pushvalue(L, err);
+  lua_setiuservalue(L, -2, UV_ERROR);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, t);  /* traceback left by the handler */
+  lua_setiuservalue(L, -2, UV_TRACEBACK);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, t);
+  if (sp != 0 && lua_type(L, sp) == LUA_TFUNCTION) {
+    lua_pushvalue(L, sp);
+    lua_setiuservalue(L, -2, UV_SPAWNER);
+  }
+  if (cancelled) {
+    f->flags = FF_CANCELLED;  /* never reported */
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, f);
+    lua_pop(L, 1);
+    loom__link *head = &lm->failures;
+    f->link.prev = head->prev;
+    f->link.next = head;
+    head->prev->next = &f->link;
+    head->prev = &f->link;
+  }
+  lua_replace(L, err);
+}
+
+void loom__failure_retrieved(loom__failure *f) {
+  f->flags |= FF_RETRIEVED;
+  unlist(f);
+}
+
+void loom__failure_error(lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, UV_ERROR);
+}
+
+void loom__failure_traceback(lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, UV_TRACEBACK);
+}
+
+int loom__push_spawn_site(lua_State *L, int spawner, int line) {
+  lua_Debug ar;
+  if (lua_type(L, spawner) != LUA_TFUNCTION) return 0;
+  lua_pushvalue(L, spawner);
+  lua_getinfo(L, ">S", &ar);  /* pops the function */
+  lua_pushfstring(L, "%s:%d", ar.short_src, line);
+  return 1;
+}
+
+/* Pushes "\n(task spawned at file:line<, more>)", or "\n(<more>)" if the
+** spawn site is unknown, or "" if that leaves nothing to say. */
+static void push_spawned_at(lua_State *L, int rec, int line,
+                            const char *more) {
+  lua_getiuservalue(L, rec, UV_SPAWNER);
+  if (loom__push_spawn_site(L, lua_gettop(L), line)) {
+    lua_pushfstring(L, "\n(task spawned at %s%s%s)", lua_tostring(L, -1),
+                    *more ? ", " : "", more);
+    lua_replace(L, -3);
     lua_pop(L, 1);
   } else {
     lua_pop(L, 1);
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    lua_pushfstring(L, "%s%s%s", *more ? "\n(" : "", more, *more ? ")" : "");
   }
-  return own;
 }
 
-/* The report of the failed task at idx: message, traceback, spawn site. */
-void loom__push_report(lua_State *L, int idx) {
-  loom_task_t *t = lua_touserdata(L, idx);
-  lua_getiuservalue(L, idx, 1);  /* {error, traceback, spawner} */
-  int rec = lua_gettop(L);
+void loom__stash_cause(lua_State *L, loom_task_t *me, int idx) {
+  int top = lua_gettop(L);
+  int rec = lua_absindex(L, idx);
+  loom__failure *f = lua_touserdata(L, rec);
+  lua_createtable(L, 2, 0);
+  lua_getiuservalue(L, rec, UV_ERROR);
+  lua_rawseti(L, -2, 1);
+  if (lua_getiuservalue(L, rec, UV_TRACEBACK) != LUA_TSTRING) {
+    lua_settop(L, top);  /* a cancellation: nothing to tell */
+    return;
+  }
+  push_spawned_at(L, rec, f->spawn_line, "awaited here:");
+  lua_concat(L, 2);
+  lua_rawseti(L, top + 1, 2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, CAUSE_KEY(me));
+  me->flags |= LOOM_TF_CAUSE;
+  lua_settop(L, top);
+}
+
+void loom__drop_cause(lua_State *L, loom_task_t *me) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, CAUSE_KEY(me));
+  me->flags &= ~LOOM_TF_CAUSE;
+}
+
+/* The report of the failure at idx: message, traceback, spawn site. */
+static void push_report(lua_State *L, int rec) {
+  loom__failure *f = lua_touserdata(L, rec);
+  int top = lua_gettop(L);
   lua_pushliteral(L, "error in a task nobody awaited: ");
-  lua_rawgeti(L, rec, LOOM_REC_ERROR);
+  lua_getiuservalue(L, rec, UV_ERROR);
   loom_push_errmsg(L, -1);
   lua_remove(L, -2);
-  if (lua_rawgeti(L, rec, LOOM_REC_TRACEBACK) == LUA_TSTRING) {
+  if (lua_getiuservalue(L, rec, UV_TRACEBACK) == LUA_TSTRING) {
     lua_pushliteral(L, "\n");
     lua_insert(L, -2);
   } else {
     lua_pop(L, 1);
   }
-  push_spawn_site(L, t, rec, "");
-  lua_concat(L, lua_gettop(L) - rec);
-  lua_remove(L, rec);
+  push_spawned_at(L, rec, f->spawn_line, "");
+  lua_concat(L, lua_gettop(L) - top);
+}
+
+static void report(loom_t *lm, lua_State *L, int rec) {
+  loom__failure *f = lua_touserdata(L, rec);
+  f->flags |= FF_REPORTED;
+  unlist(f);
+  lm->reported++;
+  lm->reported_total++;
+  push_report(L, rec);
+  lm->report(lm, lua_tostring(L, -1), lm->report_ud);
+  lua_pop(L, 1);
+}
+
+static int failure_gc(lua_State *L) {
+  loom_t *lm = loom__up_or_null(L);
+  loom__failure *f = lua_touserdata(L, 1);
+  if (lm == NULL || f->flags != 0) return 0;
+  report(lm, L, 1);
+  return 0;
+}
+
+int loom__report_failures(loom_t *lm) {
+  lua_State *L = lm->L;
+  while (!loom__list_empty(&lm->failures)) {
+    loom__failure *f = (loom__failure *)((char *)lm->failures.next -
+                                         offsetof(loom__failure, link));
+    /* its userdata, from the weak index of records */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
+    if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA) {
+      report(lm, L, lua_gettop(L));
+    } else {  /* collected, its finalizer pending: it reports itself */
+      unlist(f);
+    }
+    lua_pop(L, 2);
+  }
+  int n = lm->reported;
+  lm->reported = 0;
+  return n;
+}
+
+void loom__open_error(lua_State *L, loom_t *lm) {
+  static const luaL_Reg failure_mm[] = { {"__gc", failure_gc}, {NULL, NULL} };
+  luaL_newmetatable(L, LOOM_CANCELLED_MT);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "Cancelled");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LOOM_FAILURE_MT);
+  lm->failure_type.name = LOOM_FAILURE_MT;
+  loom__type_init(L, &lm->failure_type, sizeof(loom__failure));
+  loom__setfuncs(L, failure_mm);
+  lua_pop(L, 1);
+  loom__list_init(&lm->failures);
+  lua_newtable(L);  /* the weak index: record address -> record */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lm->failure_index_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -10,31 +10,33 @@ enum { F_PENDING, F_DONE, F_FAILED };
 static const char *const fstate_names[] = { "pending", "done", "failed" };
 
 typedef struct loom_future {
-  loom__link waiters;
+  uint32_t tag;      /* LOOM_FUTURE_TAG */
   uint32_t nvalues;
+  loom__link waiters;
   uint8_t state;
 } loom_future_t;
 
-/* user value 1: the one value, a table of them, or the error */
+/* user value 1: its values (loom__pack), or the error */
 
 static loom_future_t *checkfuture(lua_State *L, loom_t *lm) {
-  return loom__checkself(L, lm->future_mt, LOOM_FUTURE_MT);
+  return loom__type_check(L, &lm->future_type, LOOM_FUTURE_TAG);
 }
 
-/* loom.future(): upvalue 2 is the metatable */
+/* loom.future() */
 static int f_new(lua_State *L) {
-  loom_future_t *f = lua_newuserdatauv(L, sizeof *f, 1);
+  loom_t *lm = loom__up(L);
+  loom_future_t *f = loom__type_new(L, &lm->future_type, 1, LOOM_FUTURE_TAG);
   loom__list_init(&f->waiters);
-  f->nvalues = 0;
   f->state = F_PENDING;
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_setmetatable(L, -2);
   return 1;
 }
 
-static void settle(lua_State *L, loom_future_t *f, int state) {
+static void check_pending(lua_State *L, loom_future_t *f, const char *fn) {
   if (f->state != F_PENDING)
-    luaL_error(L, "future is already %s", fstate_names[f->state]);
+    luaL_error(L, "%s: future is already %s", fn, fstate_names[f->state]);
+}
+
+static void settle(loom_future_t *f, int state) {
   f->state = (uint8_t)state;
   loom__list_fire(&f->waiters, state == F_FAILED);
 }
@@ -43,17 +45,11 @@ static void settle(lua_State *L, loom_future_t *f, int state) {
 static int f_set(lua_State *L) {
   loom_future_t *f = checkfuture(L, loom__up(L));
   int n = lua_gettop(L) - 1;
-  if (f->state != F_PENDING) settle(L, f, F_DONE);  /* raises */
-  if (n == 1) {
-    lua_setiuservalue(L, 1, 1);
-  } else if (n > 1) {
-    lua_createtable(L, n, 0);
-    lua_insert(L, 2);
-    for (int i = n; i >= 1; i--) lua_rawseti(L, 2, i);
-    lua_setiuservalue(L, 1, 1);
-  }
+  check_pending(L, f, "set");
+  loom__pack(L, n);
+  lua_setiuservalue(L, 1, 1);
   f->nvalues = (uint32_t)n;
-  settle(L, f, F_DONE);
+  settle(f, F_DONE);
   return 0;
 }
 
@@ -61,10 +57,10 @@ static int f_set(lua_State *L) {
 static int f_fail(lua_State *L) {
   loom_future_t *f = checkfuture(L, loom__up(L));
   luaL_checkany(L, 2);
-  if (f->state != F_PENDING) settle(L, f, F_FAILED);  /* raises */
+  check_pending(L, f, "fail");
   lua_settop(L, 2);
   lua_setiuservalue(L, 1, 1);
-  settle(L, f, F_FAILED);
+  settle(f, F_FAILED);
   return 0;
 }
 
@@ -78,17 +74,10 @@ static int f_status(lua_State *L) {
   return 1;
 }
 
-static int values(lua_State *L, loom_future_t *f, int idx) {
-  int n = (int)f->nvalues;
-  if (f->state == F_FAILED) {
-    lua_getiuservalue(L, idx, 1);
-    return lua_error(L);
-  }
-  if (n == 0) return 0;
-  luaL_checkstack(L, n + 1, "too many values");
+static int values(lua_State *L, loom_future_t *f, int idx, const char *fn) {
   lua_getiuservalue(L, idx, 1);
-  if (n == 1) return 1;
-  for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  if (f->state == F_FAILED) return lua_error(L);
+  int n = loom__unpack(L, -1, (int)f->nvalues, fn);
   lua_remove(L, -n - 1);
   return n;
 }
@@ -96,36 +85,33 @@ static int values(lua_State *L, loom_future_t *f, int idx) {
 static int f_result(lua_State *L) {
   loom_future_t *f = checkfuture(L, loom__up(L));
   if (f->state == F_PENDING) return luaL_error(L, "result: future not done");
-  return values(L, f, 1);
+  return values(L, f, 1, "result");
 }
 
-static const loom__wait future_wait = { "a future", loom__stop_waiting };
+static const loom__wait future_wait = { "a future", loom__list_cancel, NULL };
 
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int idx = (int)ctx;
+  loom_t *lm = loom__up(L);
   (void)status;
-  loom__resumed(L, loom__up(L));
-  return values(L, lua_touserdata(L, idx), idx);
-}
-
-static int wait_for(lua_State *L, loom_t *lm, loom_future_t *f, int idx,
-                    const char *fn) {
-  loom_task_t *me = loom__prepare_suspend(L, lm, fn);
-  loom__wait_on(&f->waiters, me);
-  return loom__suspend(L, lm, &future_wait, idx, await_k);
+  loom__resumed(L, lm);
+  loom_future_t *f = loom__tofuture(L, lm, idx);
+  if (f == NULL) return luaL_error(L, "await: the future was tampered with");
+  return values(L, f, idx, "await");
 }
 
 int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn) {
   loom_future_t *f = lua_touserdata(L, idx);
-  if (f->state != F_PENDING) return values(L, f, idx);
-  return wait_for(L, lm, f, idx, fn);
+  if (f->state != F_PENDING) return values(L, f, idx, fn);
+  loom__prepare_suspend(L, lm, fn);
+  return loom__wait_in_list(L, lm, &f->waiters, &future_wait, f, idx,
+                            await_k);
 }
 
 static int f_await(lua_State *L) {
   loom_t *lm = loom__up(L);
-  loom_future_t *f = checkfuture(L, lm);
-  if (f->state != F_PENDING) return values(L, f, 1);
-  return wait_for(L, lm, f, 1, "await");
+  checkfuture(L, lm);
+  return loom__await_future(L, lm, 1, "await");
 }
 
 static int f_tostring(lua_State *L) {
@@ -142,7 +128,8 @@ int loom__open_future(lua_State *L, loom_t *lm) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, LOOM_FUTURE_MT);
-  loom__keep_metatable(L, &lm->future_mt, &lm->future_mt_ref);
+  lm->future_type.name = LOOM_FUTURE_MT;
+  loom__type_init(L, &lm->future_type, sizeof(loom_future_t));
   static const luaL_Reg metamethods[] = {
     {"__tostring", f_tostring}, {NULL, NULL}
   };
@@ -152,7 +139,6 @@ int loom__open_future(lua_State *L, loom_t *lm) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   loom__push_box(L);
-  luaL_getmetatable(L, LOOM_FUTURE_MT);
-  lua_pushcclosure(L, f_new, 2);
+  lua_pushcclosure(L, f_new, 1);
   return 1;  /* leaves loom.future on the stack */
 }

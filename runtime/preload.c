@@ -26,6 +26,8 @@ static int load_embedded(lua_State *L) {
 }
 
 /* The bindings: one luaopen_loom_<name> per file of bindings/. */
+int luaopen_loom_timer(lua_State *L);
+
 static const luaL_Reg bindings[] = {
   {"loom.timer", luaopen_loom_timer},
   {NULL, NULL}

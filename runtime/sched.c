@@ -17,8 +17,14 @@ const char loom__suspend_sentinel = 0;
 
 /* ---- rings ---------------------------------------------------------- */
 
-static int queue_grow(loom__queue *q) {
-  uint32_t cap = q->cap ? q->cap * 2 : 64;
+/* Grows q to hold at least n tasks. */
+static int queue_reserve(loom__queue *q, uint32_t n) {
+  if (n <= q->cap) return 0;
+  uint32_t cap = q->cap ? q->cap : 64;
+  while (cap < n) {
+    if (cap > UINT32_MAX / 2) return UV_ENOMEM;
+    cap *= 2;
+  }
   loom_task_t **items = malloc(cap * sizeof *items);
   if (items == NULL) return UV_ENOMEM;
   for (uint32_t i = 0; i < q->count; i++)
@@ -30,8 +36,9 @@ static int queue_grow(loom__queue *q) {
   return 0;
 }
 
+/* A task is in one queue at most (LOOM_TF_QUEUED), and both queues have
+** room for every live task (loom__sched_reserve), so this never grows. */
 static void queue_push(loom__queue *q, loom_task_t *t) {
-  if (q->count == q->cap && queue_grow(q) != 0) abort();  /* out of memory */
   q->items[(q->head + q->count++) & (q->cap - 1)] = t;
 }
 
@@ -68,9 +75,13 @@ static void update_idle(loom_t *lm) {
   }
 }
 
-void loom__wake(loom_task_t *t) {
-  if (!(t->flags & LOOM_TF_SUSPENDED) || (t->flags & LOOM_TF_QUEUED)) return;
-  loom_t *lm = loom__thread_loom(t->thread);
+void loom__sched_reserve(lua_State *L, loom_t *lm) {
+  uint32_t n = lm->live_count + 1;
+  if (queue_reserve(&lm->ready, n) != 0 || queue_reserve(&lm->next, n) != 0)
+    luaL_error(L, "not enough memory for the run queue");
+}
+
+void loom__enqueue_ready(loom_t *lm, loom_task_t *t) {
   t->flags |= LOOM_TF_QUEUED;
   queue_push(&lm->ready, t);
   update_idle(lm);
@@ -86,6 +97,7 @@ void loom__enqueue_next(loom_t *lm, loom_task_t *t) {
 
 static void on_check(uv_check_t *h) {
   loom_t *lm = h->data;
+  if (lm->exiting) return;  /* os.exit is closing the state */
   queue_move(&lm->ready, &lm->next);
   for (int budget = LOOM_READY_BURST;
        lm->ready.count && budget > 0 && !lm->stopping; budget--)
@@ -96,16 +108,28 @@ static void on_check(uv_check_t *h) {
 int loom__sched_init(loom_t *lm) {
   int r = uv_check_init(lm->loop, &lm->check);
   if (r) return r;
+  lm->check.data = lm;
   r = uv_idle_init(lm->loop, &lm->idle);
-  if (r) return r;
-  lm->check.data = lm->idle.data = lm;
+  if (r) {
+    loom__close_handle(lm, (uv_handle_t *)&lm->check, NULL);
+    return r;
+  }
+  lm->idle.data = lm;
+  lm->sched_open = 1;
   uv_check_start(&lm->check, on_check);
   uv_unref((uv_handle_t *)&lm->check);  /* draining is not work by itself */
+  if (queue_reserve(&lm->ready, 64) || queue_reserve(&lm->next, 64))
+    return UV_ENOMEM;  /* loom_open closes what was opened */
   return 0;
 }
 
-/* Frees the rings; the handles are closed by the runtime's finalizer. */
+/* Closes the handles and frees the rings. */
 void loom__sched_close(loom_t *lm) {
+  if (!lm->sched_open) return;
+  lm->sched_open = 0;
+  loom__close_handle(lm, (uv_handle_t *)&lm->check, NULL);
+  loom__close_handle(lm, (uv_handle_t *)&lm->idle, NULL);
   free(lm->ready.items);
   free(lm->next.items);
+  lm->ready.items = lm->next.items = NULL;
 }

@@ -1,10 +1,8 @@
 /*
 ** task.c: the Task: spawning, the body that runs in each task's thread,
 ** loom__task_resume (the one place that resumes a task), finishing,
-** cancelling, awaiting, and the Lua methods of "loom.Task".
+** awaiting, and the Lua methods of "loom.Task".
 */
-#include <string.h>
-
 #include "internal.h"
 
 static const char *const state_names[] = {
@@ -13,31 +11,42 @@ static const char *const state_names[] = {
 
 /* ---- the live table and the thread pool (both in the registry) ----- */
 
-static void live_push(lua_State *L, loom_t *lm, loom_task_t *t) {
+/* The live table holds each unfinished task and its thread side by side,
+** at 2i-1 and 2i for live_index i: anchored where the debug library's
+** object functions (setuservalue, setlocal) cannot unhook them. */
+static void live_add(lua_State *L, loom_t *lm, loom_task_t *t, int ud,
+                     int thread) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  lua_rawgeti(L, -1, t->live_index);
-  lua_remove(L, -2);
-}
-
-static void live_add(lua_State *L, loom_t *lm, loom_task_t *t, int ud) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  lua_pushvalue(L, ud);
   t->live_index = ++lm->live_count;
-  lua_rawseti(L, -2, t->live_index);
+  lua_pushvalue(L, ud);
+  lua_rawseti(L, -2, 2 * (lua_Integer)t->live_index - 1);
+  lua_pushvalue(L, thread);
+  lua_rawseti(L, -2, 2 * (lua_Integer)t->live_index);
   lua_pop(L, 1);
 }
 
-/* Swap-remove: the last task takes the hole. */
-static void live_remove(lua_State *L, loom_t *lm, loom_task_t *t) {
-  uint32_t last = lm->live_count--;
+/* Pushes the task of t's pair. */
+static void live_push(lua_State *L, loom_t *lm, loom_task_t *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  if (t->live_index != last) {
-    lua_rawgeti(L, -1, last);
-    ((loom_task_t *)lua_touserdata(L, -1))->live_index = t->live_index;
-    lua_rawseti(L, -2, t->live_index);
+  lua_rawgeti(L, -1, 2 * (lua_Integer)t->live_index - 1);
+  lua_remove(L, -2);
+}
+
+/* Swap-remove: the last pair takes the hole. */
+static void live_remove(lua_State *L, loom_t *lm, loom_task_t *t) {
+  lua_Integer last = lm->live_count--, hole = t->live_index;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  if (hole != last) {
+    lua_rawgeti(L, -1, 2 * last - 1);
+    ((loom_task_t *)lua_touserdata(L, -1))->live_index = (uint32_t)hole;
+    lua_rawseti(L, -2, 2 * hole - 1);
+    lua_rawgeti(L, -1, 2 * last);
+    lua_rawseti(L, -2, 2 * hole);
   }
   lua_pushnil(L);
-  lua_rawseti(L, -2, last);
+  lua_rawseti(L, -2, 2 * last);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, 2 * last - 1);
   lua_pop(L, 1);
   t->live_index = 0;
 }
@@ -70,41 +79,35 @@ static void give_thread(lua_State *L, loom_t *lm, int idx) {
 
 /* ---- the body: runs inside the task's thread ------------------------ */
 
-/* Leaves the outcome for finish(): nothing, the one result, a table of
-** the results, or the record of a failure. Stack: [task, spawner, msgh,
-** results... or error]. */
+/* Leaves the outcome for finish(): the results packed into one value, or
+** a failure record. Stack: [task, spawner, msgh, results... or error].
+** The task is lm->current: slot 1 may have been changed by debug.setlocal. */
 static int body_k(lua_State *T, int status, lua_KContext ctx) {
-  loom_task_t *t = lua_touserdata(T, 1);
+  loom_t *lm = loom__thread_loom(T);
+  loom_task_t *t = lm->current;
   (void)ctx;
   if (t->flags & LOOM_TF_CAUSE) loom__drop_cause(T, t);  /* caught, unused */
   if ((status == LUA_OK || status == LUA_YIELD) &&
       (t->flags & LOOM_TF_CANCEL)) {
     /* cancelled while running, and it never waited again: as asyncio,
     ** it ends cancelled all the same */
+    const void *reason = t->wait_data;
+    t->flags &= ~LOOM_TF_CANCEL;
+    t->wait_data = NULL;
     lua_settop(T, 3);
-    loom__push_cancelled(T);
+    loom__push_cancelled(T, reason);
     status = LUA_ERRRUN;
   }
   if (status == LUA_OK || status == LUA_YIELD) {
     int n = lua_gettop(T) - 3;
     t->nresults = (uint32_t)n;
     t->state = LOOM_DONE;
-    if (n <= 1) return n;
-    lua_createtable(T, n, 0);
-    lua_insert(T, 4);
-    for (int i = n; i >= 1; i--) lua_rawseti(T, 4, i);
+    loom__pack(T, n);
     return 1;
   }
-  t->state = loom__is_cancelled(T, -1) ? LOOM_CANCELLED : LOOM_FAILED;
-  lua_createtable(T, 3, 0);
-  lua_insert(T, -2);
-  lua_rawseti(T, -2, LOOM_REC_ERROR);
-  lua_rawgetp(T, LUA_REGISTRYINDEX, t);  /* traceback left by the handler */
-  lua_rawseti(T, -2, LOOM_REC_TRACEBACK);
-  lua_pushnil(T);
-  lua_rawsetp(T, LUA_REGISTRYINDEX, t);
-  lua_pushvalue(T, 2);
-  lua_rawseti(T, -2, LOOM_REC_SPAWNER);
+  int cancelled = loom__is_cancelled(T, -1);
+  t->state = cancelled ? LOOM_CANCELLED : LOOM_FAILED;
+  loom__failure_new(T, lm, t, 2, cancelled);
   return 1;
 }
 
@@ -120,85 +123,71 @@ static int body(lua_State *T) {
 
 /* ---- spawning ------------------------------------------------------- */
 
-loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs) {
-  int base = lua_gettop(L) - nargs;  /* the function */
+/* Pushes the nearest Lua function on L's stack (pcall(spawn, f) is
+** spawned by whoever called pcall) and returns its current line, or
+** pushes nil and returns -1. */
+static int push_spawner(lua_State *L) {
   lua_Debug ar;
-  loom_task_t *t = lua_newuserdatauv(L, sizeof *t, 1);
-  memset(t, 0, sizeof *t);
+  for (int level = 1; level <= 4 && lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "fl", &ar) && ar.currentline >= 0)
+      return ar.currentline;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  return -1;
+}
+
+loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs,
+                         const char *fname) {
+  int base = lua_gettop(L) - nargs;  /* the function */
+  if (!lua_checkstack(L, LUA_MINSTACK))
+    luaL_error(L, "%s: stack overflow", fname);
+  loom__sched_reserve(L, lm);
+  loom_task_t *t = loom__type_new(L, &lm->task_type, 1, LOOM_TASK_TAG);
   loom__list_init(&t->waiters);
-  loom__setmetatable(L, lm->task_mt_ref);
   lua_insert(L, base);  /* [task, fn, args...] */
   lua_State *T = take_thread(L, lm);
   if (!lua_checkstack(T, nargs + 5))
-    luaL_error(L, "create_task: too many arguments");
-  lua_setiuservalue(L, base, 1);
+    luaL_error(L, "%s: too many arguments", fname);
+  lua_insert(L, base + 1);  /* [task, thread, fn, args...] */
   t->thread = T;
   lua_pushcfunction(T, body);
   lua_pushvalue(L, base);
   lua_xmove(L, T, 1);
-  t->spawn_line = -1;
-  lua_pushnil(T);
-  /* the spawn site: the nearest Lua function (pcall(spawn, f) is spawned
-  ** by whoever called pcall) */
-  for (int level = 1; level <= 4 && lua_getstack(L, level, &ar); level++) {
-    if (lua_getinfo(L, "fl", &ar) && ar.currentline >= 0) {
-      t->spawn_line = ar.currentline;
-      lua_pop(T, 1);
-      lua_xmove(L, T, 1);
-      break;
-    }
-    lua_pop(L, 1);
-  }
+  t->spawn_line = push_spawner(L);
+  lua_xmove(L, T, 1);
   lua_xmove(L, T, nargs + 1);  /* T: [body, task, spawner, fn, args...] */
-  live_add(L, lm, t, base);
+  live_add(L, lm, t, base, base + 1);
+  lua_pop(L, 1);  /* the thread: the live table holds it */
   loom__enqueue_next(lm, t);
   return t;
 }
 
 /* ---- resuming and finishing ----------------------------------------- */
 
-/* Pushes a record {error} for a task that failed without running its
-** body to the end: never started, or out of memory. */
-static void push_record(lua_State *L) {
-  lua_createtable(L, 3, 0);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, LOOM_REC_ERROR);
-}
-
-/* The body returned (or failed): keep its outcome on the task, let the
-** thread go, wake whoever waits. */
-static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
+/* The body returned, or an error escaped it (out of memory): keep its
+** outcome on the task, let the thread go, wake whoever waits. */
+static void finish(loom_t *lm, loom_task_t *t, int status) {
   lua_State *L = lm->L, *T = t->thread;
   int top = lua_gettop(L);
   live_push(L, lm, t);
   int ud = lua_gettop(L);
   lua_pushthread(T);
   lua_xmove(T, L, 1);   /* keep the thread anchored while we tidy up */
-  if (status != LUA_OK) {  /* an error escaped the body */
+  lua_xmove(T, L, 1);   /* the outcome, or the error that escaped */
+  if (status != LUA_OK) {
     t->state = LOOM_FAILED;
-    lua_pushnil(L);  /* what the handler may have left for the body */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, t);
     if (t->flags & LOOM_TF_CAUSE) loom__drop_cause(L, t);
-    lua_xmove(T, L, 1);
-    push_record(L);
-  } else if (nres == 1) {
-    lua_xmove(T, L, 1);
-  } else {
-    lua_pushnil(L);
+    loom__failure_new(L, lm, t, 0, 0);
   }
   lua_setiuservalue(L, ud, 1);
   lua_settop(T, 0);
   if (status == LUA_OK) give_thread(L, lm, ud + 1);
   t->thread = NULL;
+  t->wait = NULL;
+  t->wait_data = NULL;
+  t->flags &= ~(LOOM_TF_CANCEL | LOOM_TF_WOKEN_CANCEL | LOOM_TF_SUSPENDED);
   live_remove(L, lm, t);
-  if (t->state == LOOM_FAILED) {
-    loom__setmetatable_at(L, ud, lm->failed_task_mt_ref);
-    t->seq = ++lm->fail_seq;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failed_ref);
-    lua_pushvalue(L, ud);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-  }
   if ((t->flags & LOOM_TF_MAIN) && t->state != LOOM_DONE) {
     lm->stopping = 1;
     uv_stop(lm->loop);
@@ -210,11 +199,12 @@ static void finish(loom_t *lm, loom_task_t *t, int status, int nres) {
 /* A task cancelled before it ever ran: it finishes without running. */
 static void cancel_unstarted(loom_t *lm, loom_task_t *t) {
   lua_State *T = t->thread;
+  const void *reason = t->wait_data;
   t->state = LOOM_CANCELLED;
-  lua_settop(T, 0);
-  loom__push_cancelled(T);
-  push_record(T);
-  finish(lm, t, LUA_OK, 1);
+  lua_settop(T, 3);  /* [body, task, spawner] */
+  loom__push_cancelled(T, reason);
+  loom__failure_new(T, lm, t, 3, 1);
+  finish(lm, t, LUA_OK);
 }
 
 void loom__task_resume(loom_t *lm, loom_task_t *t) {
@@ -241,163 +231,149 @@ void loom__task_resume(loom_t *lm, loom_task_t *t) {
   lm->inner = inner;
   lm->unyieldable = unyieldable;
   if (status == LUA_YIELD) {
-    if (nres != 1 || lua_touserdata(T, -1) != LOOM_SUSPEND) {
+    if (nres != 1 || lua_touserdata(T, -1) != LOOM_SUSPEND ||
+        !(t->flags & LOOM_TF_SUSPENDED)) {
       /* a raw lua_yield from some C code: treat it as sleep(0) */
       t->wait = NULL;
+      t->wait_data = NULL;
       t->flags |= LOOM_TF_SUSPENDED;
-      loom__enqueue_next(lm, t);
+      if (!(t->flags & LOOM_TF_QUEUED)) loom__enqueue_next(lm, t);
     }
     lua_pop(T, nres);
     return;
   }
-  finish(lm, t, status, nres);
-}
-
-/* ---- suspending ----------------------------------------------------- */
-
-loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
-                                   const char *fname) {
-  loom_task_t *t = lm->current;
-  if (t == NULL)
-    luaL_error(L, "%s: not inside a task (wrap the code in loom.run(fn))",
-               fname);
-  if (L != lm->inner)
-    luaL_error(L, "%s: cannot wait here: in a coroutine that loom's "
-               "coroutine.resume did not resume", fname);
-  if (!lua_isyieldable(L) || lm->unyieldable)
-    luaL_error(L, "%s: cannot wait here: inside a C call that cannot yield",
-               fname);
-  if (t->flags & LOOM_TF_CANCEL) {
-    t->flags &= ~LOOM_TF_CANCEL;
-    loom__push_cancelled(L);
-    lua_error(L);
+  if (status == LUA_OK && nres != 1) {  /* only the debug library can */
+    lua_settop(T, 0);
+    lua_pushliteral(T, "loom: the task's body was tampered with");
+    status = LUA_ERRRUN;
   }
-  return t;
-}
-
-int loom__suspend(lua_State *L, loom_t *lm, const loom__wait *wait,
-                  lua_KContext ctx, lua_KFunction k) {
-  loom_task_t *t = lm->current;
-  t->wait = wait;
-  t->flags |= LOOM_TF_SUSPENDED;
-  lua_pushlightuserdata(L, LOOM_SUSPEND);
-  return lua_yieldk(L, 1, ctx, k);
-}
-
-void loom__resumed(lua_State *L, loom_t *lm) {
-  loom_task_t *t = lm->current;
-  if (t->wake == LOOM_WAKE_CANCEL) {
-    t->wake = LOOM_WAKE_OK;
-    loom__push_cancelled(L);
-    lua_error(L);
-  }
-}
-
-int loom__task_cancel(loom_t *lm, loom_task_t *t) {
-  if (t->state >= LOOM_DONE) return 0;
-  if (t->state == LOOM_PENDING || t == lm->current) {
-    t->flags |= LOOM_TF_CANCEL;  /* delivered when it starts or waits */
-  } else if (t->flags & LOOM_TF_QUEUED) {
-    t->wake = LOOM_WAKE_CANCEL;  /* woken already: raise when it resumes */
-  } else if (t->flags & LOOM_TF_SUSPENDED) {
-    if (t->wait && t->wait->cancel) t->wait->cancel(t);
-    t->wake = LOOM_WAKE_CANCEL;
-    loom__wake(t);
-  }
-  return 1;
+  finish(lm, t, status);
 }
 
 /* ---- awaiting ------------------------------------------------------- */
 
-void loom__list_fire(loom__link *head, int failed) {
-  while (head->next != head) {
-    loom__waiter *w = (loom__waiter *)head->next;
-    loom__list_unlink(w);
-    w->fire(w, failed);
-  }
+/* Pushes the failure record of the finished task at idx, or raises. */
+static loom__failure *push_failure(lua_State *L, loom_t *lm, int idx,
+                                   const char *fname) {
+  lua_getiuservalue(L, idx, 1);
+  loom__failure *f = loom__tofailure(L, lm, -1);
+  if (f == NULL)
+    luaL_error(L, "%s: the task's record was tampered with", fname);
+  return f;
 }
 
-void loom__fire_wake(loom__waiter *w, int failed) {
-  (void)failed;
-  loom__wake((loom_task_t *)((char *)w - offsetof(loom_task_t, node)));
-}
-
-void loom__wait_on(loom__link *waiters, loom_task_t *me) {
-  me->node.fire = loom__fire_wake;
-  loom__list_push(waiters, &me->node);
-}
-
-void loom__stop_waiting(loom_task_t *t) {
-  loom__list_unlink(&t->node);
-}
-
-static const loom__wait await_wait = { "a task", loom__stop_waiting };
-
-int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx) {
-  int n = (int)t->nresults;
+int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
+                       const char *fname) {
+  idx = lua_absindex(L, idx);
   switch (t->state) {
-    case LOOM_DONE:
-      if (n == 0) return 0;
-      luaL_checkstack(L, n + 1, "too many results");
+    case LOOM_DONE: {
       lua_getiuservalue(L, idx, 1);
-      if (n == 1) return 1;
-      for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+      int n = loom__unpack(L, -1, (int)t->nresults, fname);
       lua_remove(L, -n - 1);
       return n;
+    }
     case LOOM_FAILED:
-      t->flags |= LOOM_TF_RETRIEVED;
-      if (lm->current != NULL) loom__stash_cause(L, lm->current, t, idx);
-      /* FALLTHROUGH */
-    case LOOM_CANCELLED:
-      loom__push_task_error(L, idx);
+    case LOOM_CANCELLED: {
+      loom__failure *f = push_failure(L, lm, idx, fname);
+      if (t->state == LOOM_FAILED) {
+        loom__failure_retrieved(f);
+        if (lm->current != NULL) loom__stash_cause(L, lm->current, -1);
+      }
+      loom__failure_error(L, -1);
       return lua_error(L);
+    }
     default:
-      return luaL_error(L, "task not finished");
+      return luaL_error(L, "%s: task not finished (status '%s')", fname,
+                        state_names[t->state]);
   }
 }
 
-void loom__push_task_error(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, 1);
-  lua_rawgeti(L, -1, LOOM_REC_ERROR);
+void loom__push_task_error(lua_State *L, loom_t *lm, int idx) {
+  push_failure(L, lm, lua_absindex(L, idx), "await");
+  loom__failure_error(L, -1);
   lua_remove(L, -2);
 }
 
 void loom__task_first_result(lua_State *L, loom_task_t *t, int idx) {
-  if (t->nresults == 0) {
-    lua_pushnil(L);
-  } else {
-    lua_getiuservalue(L, idx, 1);
-    if (t->nresults > 1) {
-      lua_rawgeti(L, -1, 1);
-      lua_remove(L, -2);
-    }
+  lua_getiuservalue(L, idx, 1);
+  if (t->nresults > 1) {
+    if (lua_type(L, -1) == LUA_TTABLE) lua_rawgeti(L, -1, 1);
+    else lua_pushnil(L);  /* tampered with */
+    lua_remove(L, -2);
   }
 }
 
+/* Pushes the spawner of the unfinished task a: slot 3 of its thread
+** before it starts, the body's second local once it runs. */
+static int push_live_spawner(lua_State *L, loom_task_t *a) {
+  lua_State *T = a->thread;
+  lua_Debug ar;
+  int level = 0;
+  if (!lua_getstack(T, 0, &ar)) {
+    if (lua_gettop(T) < 3) return 0;
+    lua_pushvalue(T, 3);
+  } else {
+    while (lua_getstack(T, level + 1, &ar)) level++;
+    lua_getstack(T, level, &ar);
+    if (lua_getlocal(T, &ar, 2) == NULL) return 0;
+  }
+  lua_xmove(T, L, 1);
+  return 1;
+}
+
+void loom__describe_task(lua_State *L, loom_task_t *t, void *data) {
+  loom_task_t *a = data;
+  (void)t;
+  if (a == NULL || a->thread == NULL || !push_live_spawner(L, a)) return;
+  int sp = lua_gettop(L);
+  if (loom__push_spawn_site(L, sp, a->spawn_line))
+    lua_pushfstring(L, " (spawned at %s)", lua_tostring(L, -1));
+  else
+    lua_pushliteral(L, "");
+  lua_replace(L, sp);
+  lua_settop(L, sp);
+}
+
+int loom__push_where(lua_State *L, loom_task_t *t) {
+  lua_Debug ar;
+  if (t->thread == NULL) return 0;
+  for (int level = 0; lua_getstack(t->thread, level, &ar); level++) {
+    if (lua_getinfo(t->thread, "Sl", &ar) && ar.currentline >= 0) {
+      lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static const loom__wait await_wait = {
+  "a task", loom__list_cancel, loom__describe_task
+};
+
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int idx = (int)ctx;
+  loom_t *lm = loom__up(L);
   (void)status;
-  loom__resumed(L, loom__up(L));
-  return loom__task_results(L, loom__up(L), lua_touserdata(L, idx), idx);
+  loom__resumed(L, lm);
+  loom_task_t *t = loom__totask(L, lm, idx);
+  if (t == NULL) return luaL_error(L, "await: the task was tampered with");
+  return loom__task_results(L, lm, t, idx, "await");
 }
 
 int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname) {
   loom_task_t *t = lua_touserdata(L, idx);
-  if (t->state >= LOOM_DONE) return loom__task_results(L, lm, t, idx);
+  if (t->state >= LOOM_DONE) return loom__task_results(L, lm, t, idx, fname);
   if (t == lm->current)
     return luaL_error(L, "%s: a task cannot await itself", fname);
-  loom_task_t *me = loom__prepare_suspend(L, lm, fname);
-  loom__wait_on(&t->waiters, me);
-  return loom__suspend(L, lm, &await_wait, idx, await_k);
+  loom__prepare_suspend(L, lm, fname);
+  return loom__wait_in_list(L, lm, &t->waiters, &await_wait, t, idx,
+                            await_k);
 }
 
 /* ---- methods -------------------------------------------------------- */
 
 static loom_task_t *checktask(lua_State *L) {
-  loom_task_t *t = loom__totask(L, loom__up(L), 1);
-  if (t == NULL) luaL_typeerror(L, 1, LOOM_TASK_MT);
-  return t;
+  return loom__type_check(L, &loom__up(L)->task_type, LOOM_TASK_TAG);
 }
 
 static int t_await(lua_State *L) {
@@ -406,7 +382,8 @@ static int t_await(lua_State *L) {
 }
 
 static int t_cancel(lua_State *L) {
-  lua_pushboolean(L, loom__task_cancel(loom__up(L), checktask(L)));
+  loom_task_t *t = checktask(L);
+  lua_pushboolean(L, loom__cancel(loom__up(L), t, NULL));
   return 1;
 }
 
@@ -422,10 +399,7 @@ static int t_status(lua_State *L) {
 
 static int t_result(lua_State *L) {
   loom_task_t *t = checktask(L);
-  if (t->state < LOOM_DONE)
-    return luaL_error(L, "result: task not finished (status '%s')",
-                      state_names[t->state]);
-  return loom__task_results(L, loom__up(L), t, 1);
+  return loom__task_results(L, loom__up(L), t, 1, "result");
 }
 
 static int t_tostring(lua_State *L) {
@@ -444,72 +418,11 @@ static int close_k(lua_State *L, int status, lua_KContext ctx) {
 static int t_close(lua_State *L) {
   loom_t *lm = loom__up(L);
   loom_task_t *t = checktask(L);
-  loom__task_cancel(lm, t);
-  if (t->state >= LOOM_DONE || t == lm->current || lm->current == NULL)
+  loom__cancel(lm, t, NULL);
+  if (t->state >= LOOM_DONE || t == lm->current || !loom__can_suspend(L, lm))
     return 0;
-  loom_task_t *me = loom__prepare_suspend(L, lm, "close");
-  loom__wait_on(&t->waiters, me);
-  return loom__suspend(L, lm, &await_wait, 0, close_k);
-}
-
-/* ---- failures nobody retrieved -------------------------------------- */
-
-static void report(loom_t *lm, lua_State *L, loom_task_t *t, int idx) {
-  t->flags |= LOOM_TF_REPORTED;
-  lm->reported++;
-  lm->reported_total++;
-  loom__push_report(L, idx);
-  lm->report(lm, lua_tostring(L, -1), lm->report_ud);
-  lua_pop(L, 1);
-}
-
-static int unreported(loom_task_t *t) {
-  return t->state == LOOM_FAILED &&
-         !(t->flags & (LOOM_TF_RETRIEVED | LOOM_TF_REPORTED));
-}
-
-static int t_gc(lua_State *L) {
-  loom_task_t *t = lua_touserdata(L, 1);
-  loom_t *lm = loom__up(L);
-  if (unreported(t)) report(lm, L, t, 1);
-  return 0;
-}
-
-/* Reports, in the order they failed, the failed tasks nobody retrieved. */
-int loom__report_failures(loom_t *lm) {
-  lua_State *L = lm->L;
-  int top = lua_gettop(L), n = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failed_ref);
-  lua_newtable(L);  /* the unreported ones, as an array */
-  lua_pushnil(L);
-  while (lua_next(L, top + 1)) {
-    lua_pop(L, 1);
-    if (unreported(lua_touserdata(L, -1))) {
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, top + 2, ++n);
-    }
-  }
-  for (;;) {  /* few of them: pick the earliest failure each time */
-    int best = 0;
-    uint32_t best_seq = 0;
-    for (int i = 1; i <= n; i++) {
-      lua_rawgeti(L, top + 2, i);
-      loom_task_t *t = lua_touserdata(L, -1);
-      if (unreported(t) && (best == 0 || t->seq < best_seq)) {
-        best = i;
-        best_seq = t->seq;
-      }
-      lua_pop(L, 1);
-    }
-    if (best == 0) break;
-    lua_rawgeti(L, top + 2, best);
-    report(lm, L, lua_touserdata(L, -1), lua_gettop(L));
-    lua_pop(L, 1);
-  }
-  lua_settop(L, top);
-  n = lm->reported;
-  lm->reported = 0;
-  return n;
+  loom__prepare_suspend(L, lm, "close");
+  return loom__wait_in_list(L, lm, &t->waiters, &await_wait, t, 0, close_k);
 }
 
 int loom__open_task(lua_State *L, loom_t *lm) {
@@ -520,24 +433,13 @@ int loom__open_task(lua_State *L, loom_t *lm) {
   static const luaL_Reg metamethods[] = {
     {"__tostring", t_tostring}, {"__close", t_close}, {NULL, NULL}
   };
-  static const luaL_Reg finalizer[] = { {"__gc", t_gc}, {NULL, NULL} };
   luaL_newmetatable(L, LOOM_TASK_MT);
-  loom__keep_metatable(L, &lm->task_mt, &lm->task_mt_ref);
+  lm->task_type.name = LOOM_TASK_MT;
+  loom__type_init(L, &lm->task_type, sizeof(loom_task_t));
   loom__setfuncs(L, metamethods);
   lua_newtable(L);
   loom__setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
-  /* A failed task gets a twin metatable with a finalizer, to report the
-  ** failure if it is collected unretrieved: only those pay for one. */
-  lua_createtable(L, 0, 5);
-  lua_pushnil(L);
-  while (lua_next(L, -3)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -4);
-  }
-  loom__setfuncs(L, finalizer);
-  loom__keep_metatable(L, &lm->failed_task_mt, &lm->failed_task_mt_ref);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   return 0;
 }

@@ -435,18 +435,38 @@ describe("loom exit codes", function()
     assert.equal(3, code)
   end)
 
-  it("an error object whose __tostring fails prints as lua.c's fallback", function()
-    local _, err, code = cli.loom({ "-e",
-      "error(setmetatable({}, {__tostring = function() error('x') end}))" },
-      { argv0 = "loom" })
-    assert.equal(1, code)
-    assert.matches("^loom: %(error object is a table value%)\n", err)
-    _, err, code = cli.loom({ "-e", "spawn(function() error(setmetatable({}, "
-      .. "{__tostring = function() return nil end})) end)" }, { argv0 = "loom" })
-    assert.equal(1, code)
-    assert.matches("^loom: error in a task nobody awaited: %(error object is a "
-      .. "table value%)\nstack traceback:", err)
-  end)
+  it("an error object whose __tostring raises prints what it raised, as lua.c",
+    function()
+      local _, err, code = cli.loom({ "-e",
+        "error(setmetatable({}, {__tostring = function() error('tostring boom') end}))" },
+        { argv0 = "lua5.4" })
+      local _, lerr, lcode = cli.lua({ "-e",
+        "error(setmetatable({}, {__tostring = function() error('tostring boom') end}))" },
+        { argv0 = "lua5.4" })
+      assert.equal(1, code)
+      assert.equal(lcode, code)
+      local first = "^lua5.4: %(command line%):1: tostring boom\nstack traceback:\n"
+      assert.matches(first, lerr)
+      assert.matches(first, err)
+      -- what __tostring raised is not a string either: lua.c names its type
+      _, err, code = cli.loom({ "-e",
+        "error(setmetatable({}, {__tostring = function() error({}) end}))" },
+        { argv0 = "loom" })
+      assert.equal(1, code)
+      assert.matches("^loom: %(error object is a table value%)\n", err)
+      -- a __tostring that gives no string: lua.c's fallback
+      _, err, code = cli.loom({ "-e", "spawn(function() error(setmetatable({}, "
+        .. "{__tostring = function() return nil end})) end)" }, { argv0 = "loom" })
+      assert.equal(1, code)
+      assert.matches("^loom: error in a task nobody awaited: %(error object is a "
+        .. "table value%)\nstack traceback:", err)
+      -- and in failure reports, the error __tostring raised
+      _, err, code = cli.loom({ "-e", "spawn(function() error(setmetatable({}, "
+        .. "{__tostring = function() error('report boom', 0) end})) end)" },
+        { argv0 = "loom" })
+      assert.equal(1, code)
+      assert.matches("^loom: error in a task nobody awaited: report boom\n", err)
+    end)
 
   it("os.exit inside a spawned task exits at once with its code", function()
     local out, err, code = cli.loom({ "-e", [[

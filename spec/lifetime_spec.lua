@@ -128,8 +128,8 @@ loom.future():await()
 print("not reached")
 ]])
     assert.equal("before\n", out)
-    assert.equal("loom: deadlock: the main task waits on a future, and nothing "
-      .. "left to run can wake it\n", err)
+    assert.equal("loom: deadlock: the main task waits on a future at FILE:2, "
+      .. "and nothing left to run can wake it\n", err)
     assert.equal(1, code)
   end)
 
@@ -138,15 +138,15 @@ print("not reached")
 local f = loom.future()
 spawn(function() f:await() end):await()
 ]])
-    assert.equal("loom: deadlock: the main task waits on a task, and nothing "
-      .. "left to run can wake it\n", err)
+    assert.equal("loom: deadlock: the main task waits on a task (spawned at "
+      .. "FILE:2) at FILE:2, and nothing left to run can wake it\n", err)
     assert.equal(1, code)
     _, err, code = run([[
 local f = loom.future()
 gather(function() f:await() end)
 ]])
-    assert.equal("loom: deadlock: the main task waits on gather, and nothing "
-      .. "left to run can wake it\n", err)
+    assert.equal("loom: deadlock: the main task waits on gather at FILE:2, "
+      .. "and nothing left to run can wake it\n", err)
     assert.equal(1, code)
   end)
 

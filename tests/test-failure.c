@@ -346,7 +346,9 @@ static void test_deadlock(void) {
   ASSERT_INT_EQ(lua_gettop(L), 2);
   ASSERT_STR_EQ(lua_tostring(L, 1), "below");
   ASSERT_STR_EQ(lua_tostring(L, 2), "deadlock: the main task waits on a "
-                "future, and nothing left to run can wake it");
+                "future at [string \"function on_future() local f = "
+                "loom.future();...\"]:1, and nothing left to run can wake "
+                "it");
   lua_settop(L, 0);
 
   TEST_SPAWN(L, "on_task");
