@@ -100,6 +100,38 @@ LOOM_API int loom_reported_total(loom_t *lm);
 LOOM_API void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
 
 /*
+** Async C functions. A lua_CFunction called from a task suspends the task
+** and completes it later, from a libuv callback on the loop's thread:
+**
+**   static int read_sensor(lua_State *L) {
+**     loom_call_t *c = loom_call_begin(L, on_cancel, req);
+**     start_request(req, c);   (keeps c)
+**     return loom_call_suspend(L, c);
+**   }
+**   later: lua_pushnumber(loom_call_thread(c), v); loom_call_resolve(c, 1);
+**
+** loom_call_begin raises a Lua error (naming the function) outside a task,
+** where the task cannot wait, or if it is being cancelled; call it after
+** checking the arguments. If the C function raises between begin and
+** suspend, the call is dropped. Push results, or the error value, on
+** loom_call_thread(c) (the task sees them as the function's results, or
+** as the error it raises), then resolve or reject. If the task is
+** cancelled while it waits, loom calls on_cancel(c, ud) once, on the loop
+** thread (also when the state closes); after it returns the call is gone
+** and the host must not resolve it: cancel or orphan the I/O there.
+** Resolving twice, after on_cancel, or from another thread is an error
+** (asserted unless NDEBUG).
+*/
+typedef struct loom_call loom_call_t;
+typedef void (*loom_cancel_fn)(loom_call_t *call, void *ud);
+LOOM_API loom_call_t *loom_call_begin(lua_State *L, loom_cancel_fn on_cancel,
+                                      void *ud);
+LOOM_API int loom_call_suspend(lua_State *L, loom_call_t *call);
+LOOM_API lua_State *loom_call_thread(loom_call_t *call);
+LOOM_API void loom_call_resolve(loom_call_t *call, int nresults);
+LOOM_API void loom_call_reject(loom_call_t *call);
+
+/*
 ** Pushes the text lua(1) would print for the error value at idx: a string
 ** or number as is; otherwise what its __tostring gives or, if that fails,
 ** the error __tostring raised; else "(error object is a T value)".

@@ -171,17 +171,24 @@ static inline void loom__list_init(loom__link *head) {
 static inline int loom__list_empty(const loom__link *head) {
   return head->next == head;
 }
+/* Appends l to the list head; unlinks l (if linked: next is NULL if not) */
+static inline void loom__link_push(loom__link *head, loom__link *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+static inline void loom__link_unlink(loom__link *l) {
+  if (l->next == NULL) return;  /* not linked */
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = NULL;
+}
 static inline void loom__list_push(loom__link *head, loom__waiter *w) {
-  w->link.prev = head->prev;
-  w->link.next = head;
-  head->prev->next = &w->link;
-  head->prev = &w->link;
+  loom__link_push(head, &w->link);
 }
 static inline void loom__list_unlink(loom__waiter *w) {
-  if (w->link.next == NULL) return;  /* not linked */
-  w->link.prev->next = w->link.next;
-  w->link.next->prev = w->link.prev;
-  w->link.next = w->link.prev = NULL;
+  loom__link_unlink(&w->link);
 }
 /* Unlinks and fires every waiter of head, in the order they came. */
 void loom__list_fire(loom__link *head, int failed);

@@ -147,13 +147,6 @@ struct loom__failure {
   uint8_t flags;
 };
 
-static void unlist(loom__failure *f) {
-  if (f->link.next == NULL) return;
-  f->link.prev->next = f->link.next;
-  f->link.next->prev = f->link.prev;
-  f->link.next = f->link.prev = NULL;
-}
-
 loom__failure *loom__tofailure(lua_State *L, loom_t *lm, int idx) {
   return loom__type_test(L, idx, &lm->failure_type, LOOM_FAILURE_TAG);
 }
@@ -181,18 +174,14 @@ void loom__failure_new(lua_State *L, loom_t *lm, loom_task_t *t, int sp,
     lua_pushvalue(L, -2);
     lua_rawsetp(L, -2, f);
     lua_pop(L, 1);
-    loom__link *head = &lm->failures;
-    f->link.prev = head->prev;
-    f->link.next = head;
-    head->prev->next = &f->link;
-    head->prev = &f->link;
+    loom__link_push(&lm->failures, &f->link);
   }
   lua_replace(L, err);
 }
 
 void loom__failure_retrieved(loom__failure *f) {
   f->flags |= FF_RETRIEVED;
-  unlist(f);
+  loom__link_unlink(&f->link);
 }
 
 void loom__failure_error(lua_State *L, int idx) {
@@ -274,7 +263,7 @@ static void push_report(lua_State *L, int rec) {
 static void report(loom_t *lm, lua_State *L, int rec) {
   loom__failure *f = lua_touserdata(L, rec);
   f->flags |= FF_REPORTED;
-  unlist(f);
+  loom__link_unlink(&f->link);
   lm->reported++;
   lm->reported_total++;
   push_report(L, rec);
@@ -300,7 +289,7 @@ int loom__report_failures(loom_t *lm) {
     if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA) {
       report(lm, L, lua_gettop(L));
     } else {  /* collected, its finalizer pending: it reports itself */
-      unlist(f);
+      loom__link_unlink(&f->link);
     }
     lua_pop(L, 2);
   }

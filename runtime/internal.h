@@ -106,6 +106,10 @@ struct loom {
   int closed;                /* the state is closing: late callbacks free */
   int holds;                 /* handles closing, requests in flight */
   int sched_open;            /* the scheduler's handles are open */
+  uv_thread_t loop_thread;   /* that opened it, or last ran loom_run */
+  loom__link calls;          /* async C functions waiting (call.c) */
+  loom__closer calls_closer;
+  struct loom_call *begun_call;  /* begun, not yet suspended */
   loom__closer closers;      /* bindings' teardown steps (list head) */
   loom__link failures;       /* unreported failures, in the order they
                                 failed (error.c) */
@@ -157,6 +161,15 @@ void loom__sched_close(loom_t *lm);
 void loom__sched_reserve(lua_State *L, loom_t *lm);
 void loom__enqueue_ready(loom_t *lm, loom_task_t *t);
 void loom__enqueue_next(loom_t *lm, loom_task_t *t);
+
+static inline int loom__on_loop_thread(loom_t *lm) {
+  uv_thread_t self = uv_thread_self();
+  return uv_thread_equal(&self, &lm->loop_thread);
+}
+
+/* call.c */
+void loom__open_calls(loom_t *lm);
+void loom__call_abandoned(loom_t *lm);  /* when the running task yields */
 
 /* wait.c: loom__prepare_suspend ... loom__cancel (binding.h), and: */
 /* Lets go of whatever t waits on (its cancel hook), as if cancelled, and

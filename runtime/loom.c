@@ -192,6 +192,8 @@ LOOM_API loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
   lm->report = default_report;
   lm->closers.next = lm->closers.prev = &lm->closers;
   loom__list_init(&lm->failures);
+  lm->loop_thread = uv_thread_self();
+  loom__open_calls(lm);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   lm->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -373,6 +375,7 @@ LOOM_API int loom_run(lua_State *L, int *nresults) {
     t->flags |= LOOM_TF_MAIN;
     lm->main_task = t;
   }
+  lm->loop_thread = uv_thread_self();
   lm->running = 1;
   lm->stopping = 0;
   lm->exit_requested = 0;

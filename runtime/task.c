@@ -230,6 +230,7 @@ void loom__task_resume(loom_t *lm, loom_task_t *t) {
   lm->current = NULL;
   lm->inner = inner;
   lm->unyieldable = unyieldable;
+  if (lm->begun_call != NULL) loom__call_abandoned(lm);
   if (status == LUA_YIELD) {
     if (nres != 1 || lua_touserdata(T, -1) != LOOM_SUSPEND ||
         !(t->flags & LOOM_TF_SUSPENDED)) {
