@@ -19,6 +19,8 @@ description = {
 loom runs Lua code as tasks on a libuv event loop: sleep, spawn tasks,
 gather and await them, cancel them, futures, JSON. From a stock lua5.4,
 require "loom" and loom.run(main).]],
+  -- no license field: loom has not chosen one yet ('luarocks lint' and
+  -- an upload want it).
 }
 dependencies = {
   "lua >= 5.4, < 5.5",
