@@ -16,15 +16,15 @@
 ---`loom` in the `loom` command.
 ---@class loom
 ---@field version string loom's version, `"0.1.0"`.
----@field Cancelled table The metatable of the errors that cancellation raises (`loom.Cancelled` objects).
+---@field Cancelled table The metatable of the errors cancellation raises.
 ---@field json loom.json JSON through lua-cjson (loaded on first use).
----@field timer loom.timer `require "loom.timer"`: `sleep` and `now`, also found in `loom`.
+---@field timer loom.timer `require "loom.timer"`: `sleep` and `now`.
 loom = {}
 
 ---@alias loom.TaskStatus "pending"|"running"|"done"|"failed"|"cancelled"
 ---@alias loom.FutureStatus "pending"|"done"|"failed"
 
--- ---- tasks -------------------------------------------------------------------
+-- ---- tasks --------------------------------------------------------------
 
 ---A task: a Lua function running in its own coroutine, driven by the loop.
 ---`tostring(task)` is `loom.Task: 0x... (status)`; a task in a `<close>`
@@ -112,7 +112,7 @@ function loom.now() end
 ---@return integer
 function loom.report_unretrieved() end
 
--- ---- futures -----------------------------------------------------------------
+-- ---- futures ------------------------------------------------------------
 
 ---A value set once and awaited by any number of tasks.
 ---@class loom.Future
@@ -146,7 +146,7 @@ function Future:result() end
 ---@return loom.Future
 function loom.future() end
 
--- ---- errors ------------------------------------------------------------------
+-- ---- errors -------------------------------------------------------------
 
 ---The error cancellation raises: a table with metatable `loom.Cancelled`,
 ---whose `tostring` is `Cancelled: task cancelled`.
@@ -159,7 +159,7 @@ local Cancelled = {}
 ---@return boolean
 function loom.is_cancelled(err) end
 
--- ---- loom.timer ----------------------------------------------------------
+-- ---- loom.timer ---------------------------------------------------------
 
 ---`require "loom.timer"`: the binding behind `loom.sleep` and `loom.now`.
 ---@class loom.timer
@@ -171,11 +171,11 @@ function timer.sleep(seconds) end
 ---@return number
 function timer.now() end
 
--- ---- loom.json -----------------------------------------------------------
+-- ---- loom.json ----------------------------------------------------------
 
 ---JSON through lua-cjson; integral numbers decode as Lua integers.
 ---@class loom.json
----@field null lightuserdata The value JSON `null` decodes to (and encodes from).
+---@field null lightuserdata What JSON `null` decodes to and encodes from.
 local json = {}
 
 ---Parses JSON text. Errors: `json.decode: <what cjson says>`.
