@@ -5,6 +5,8 @@
 **   gcc -std=gnu11 -Iinclude -I/usr/include/lua5.4 examples/embed.c \
 **     build/libloom.a /usr/lib/x86_64-linux-gnu/liblua5.4.a \
 **     -luv -lm -ldl -Wl,-E
+** or against an installed loom (docs/install.md):
+**   cc examples/embed.c $(pkg-config --cflags --libs loom)
 */
 #include <stdio.h>
 #include <stdlib.h>
