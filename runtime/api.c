@@ -6,6 +6,7 @@
 ** os.exit, which stops the loop before the state is closed.
 */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -125,15 +126,34 @@ static int l_report(lua_State *L) {
   return 1;
 }
 
+/* Names of the loom table that are a submodule's: loom.Queue is
+** loom.sync.Queue. */
+static const char *const aliases[][2] = {
+  {"Queue", "sync"}, {"Event", "sync"}, {"Semaphore", "sync"},
+  {"Lock", "sync"}, {NULL, NULL}
+};
+
 /* loom.<name>: requires "loom.<name>" the first time, if loom has it. */
 static int lazy_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  const char *key = lua_tostring(L, 2), *field = NULL;
+  for (int i = 0; aliases[i][0] != NULL; i++) {
+    if (strcmp(key, aliases[i][0]) == 0) {
+      field = key;
+      key = aliases[i][1];
+      break;
+    }
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  const char *name = lua_pushfstring(L, "loom.%s", lua_tostring(L, 2));
+  const char *name = lua_pushfstring(L, "loom.%s", key);
   if (lua_getfield(L, -2, name) == LUA_TNIL) return 0;
   lua_getglobal(L, "require");
   lua_pushstring(L, name);
   lua_call(L, 1, 1);
+  if (field != NULL) {
+    if (lua_type(L, -1) != LUA_TTABLE) return 0;
+    lua_getfield(L, -1, field);
+  }
   lua_pushvalue(L, 2);
   lua_pushvalue(L, -2);
   lua_rawset(L, 1);
@@ -218,6 +238,9 @@ void loom__open_api(lua_State *L, loom_t *lm) {
   lua_pop(L, 1);
   loom__open_future(L, lm);
   lua_setfield(L, -2, "future");
+  loom__open_timeout(L, lm);
+  loom__open_group(L, lm);
+  loom__open_waitset(L, lm);
   luaL_getmetatable(L, LOOM_CANCELLED_MT);
   lua_setfield(L, -2, "Cancelled");
   lua_pushliteral(L, LOOM_VERSION);

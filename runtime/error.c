@@ -145,10 +145,25 @@ struct loom__failure {
   int spawn_line;
   loom__link link;     /* in lm->failures while unreported */
   uint8_t flags;
+  uint8_t future;      /* a future's failure, not a task's */
 };
 
 loom__failure *loom__tofailure(lua_State *L, loom_t *lm, int idx) {
   return loom__type_test(L, idx, &lm->failure_type, LOOM_FAILURE_TAG);
+}
+
+/* Keeps it among the unreported failures, unless it is a cancellation. */
+static void track(lua_State *L, loom_t *lm, loom__failure *f, int rec,
+                  int cancelled) {
+  if (cancelled) {
+    f->flags = FF_CANCELLED;  /* never reported */
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
+  lua_pushvalue(L, rec);
+  lua_rawsetp(L, -2, f);
+  lua_pop(L, 1);
+  loom__link_push(&lm->failures, &f->link);
 }
 
 void loom__failure_new(lua_State *L, loom_t *lm, loom_task_t *t, int sp,
@@ -167,15 +182,27 @@ void loom__failure_new(lua_State *L, loom_t *lm, loom_task_t *t, int sp,
     lua_pushvalue(L, sp);
     lua_setiuservalue(L, -2, UV_SPAWNER);
   }
-  if (cancelled) {
-    f->flags = FF_CANCELLED;  /* never reported */
-  } else {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
-    lua_pushvalue(L, -2);
-    lua_rawsetp(L, -2, f);
-    lua_pop(L, 1);
-    loom__link_push(&lm->failures, &f->link);
-  }
+  track(L, lm, f, lua_gettop(L), cancelled);
+  lua_replace(L, err);
+}
+
+void loom__failure_new_future(lua_State *L, loom_t *lm) {
+  int err = lua_gettop(L);
+  loom__failure *f = loom__type_new(L, &lm->failure_type, UV_COUNT,
+                                    LOOM_FAILURE_TAG);
+  f->spawn_line = -1;
+  f->future = 1;
+  lua_pushvalue(L, err);
+  lua_setiuservalue(L, -2, UV_ERROR);
+  luaL_traceback(L, L, NULL, 1);  /* where it was failed */
+  size_t len;  /* less the task bodies' frames, C functions nobody wrote */
+  const char *tb = lua_tolstring(L, -1, &len);
+  while (len >= 11 && memcmp(tb + len - 11, "\n\t[C]: in ?", 11) == 0)
+    len -= 11;
+  lua_pushlstring(L, tb, len);
+  lua_remove(L, -2);
+  lua_setiuservalue(L, -2, UV_TRACEBACK);
+  track(L, lm, f, lua_gettop(L), loom__is_cancelled(L, err));
   lua_replace(L, err);
 }
 
@@ -240,6 +267,17 @@ static void cap_traceback(lua_State *L) {
   lua_remove(L, -2);
 }
 
+int loom__failure_site(lua_State *L, int idx) {
+  loom__failure *f = lua_touserdata(L, idx);
+  lua_getiuservalue(L, idx, UV_SPAWNER);
+  if (loom__push_spawn_site(L, lua_gettop(L), f->spawn_line)) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 void loom__stash_cause(lua_State *L, loom_task_t *me, int idx) {
   int top = lua_gettop(L);
   int rec = lua_absindex(L, idx);
@@ -270,7 +308,8 @@ void loom__drop_cause(lua_State *L, loom_task_t *me) {
 static void push_report(lua_State *L, int rec) {
   loom__failure *f = lua_touserdata(L, rec);
   int top = lua_gettop(L);
-  lua_pushliteral(L, "error in a task nobody awaited: ");
+  lua_pushstring(L, f->future ? "error in a future nobody awaited: "
+                              : "error in a task nobody awaited: ");
   lua_getiuservalue(L, rec, UV_ERROR);
   loom_push_errmsg(L, -1);
   lua_remove(L, -2);

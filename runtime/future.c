@@ -16,7 +16,9 @@ typedef struct loom_future {
   uint8_t state;
 } loom_future_t;
 
-/* user value 1: its values (loom__pack), or the error */
+/* user value 1: its values (loom__pack), or a failure record (error.c),
+** made by fail: a future that fails and is never awaited is reported as a
+** task is */
 
 static loom_future_t *checkfuture(lua_State *L, loom_t *lm) {
   return loom__type_check(L, &lm->future_type, LOOM_FUTURE_TAG);
@@ -55,10 +57,12 @@ static int f_set(lua_State *L) {
 
 /* f:fail(err) */
 static int f_fail(lua_State *L) {
-  loom_future_t *f = checkfuture(L, loom__up(L));
+  loom_t *lm = loom__up(L);
+  loom_future_t *f = checkfuture(L, lm);
   luaL_checkany(L, 2);
   check_pending(L, f, "fail");
   lua_settop(L, 2);
+  loom__failure_new_future(L, lm);
   lua_setiuservalue(L, 1, 1);
   settle(f, F_FAILED);
   return 0;
@@ -76,7 +80,14 @@ static int f_status(lua_State *L) {
 
 static int values(lua_State *L, loom_future_t *f, int idx, const char *fn) {
   lua_getiuservalue(L, idx, 1);
-  if (f->state == F_FAILED) return lua_error(L);
+  if (f->state == F_FAILED) {
+    loom__failure *rec = loom__tofailure(L, loom_get(L), -1);
+    if (rec == NULL)
+      return luaL_error(L, "%s: the future was tampered with", fn);
+    loom__failure_retrieved(rec);
+    loom__failure_error(L, -1);
+    return lua_error(L);
+  }
   int n = loom__unpack(L, -1, (int)f->nvalues, fn);
   lua_remove(L, -n - 1);
   return n;
@@ -108,9 +119,16 @@ int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn) {
                             await_k);
 }
 
+loom__link *loom__future_waiters(lua_State *L, loom_t *lm, int idx) {
+  loom_future_t *f = loom__tofuture(L, lm, idx);
+  return f != NULL && f->state == F_PENDING ? &f->waiters : NULL;
+}
+
+/* f:await([seconds]) */
 static int f_await(lua_State *L) {
   loom_t *lm = loom__up(L);
   checkfuture(L, lm);
+  if (!lua_isnoneornil(L, 2)) return loom__wait_for(L, lm, 1, 2, "await");
   return loom__await_future(L, lm, 1, "await");
 }
 

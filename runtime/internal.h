@@ -26,6 +26,14 @@
 #define LOOM_FAILURE_TAG 0x6c696166u  /* "fail" */
 #define LOOM_GATHER_TAG  0x68746167u  /* "gath" */
 #define LOOM_CALL_TAG    0x6c6c6163u  /* "call" */
+#define LOOM_QUEUE_TAG   0x75657571u  /* "queu" */
+#define LOOM_EVENT_TAG   0x6e657665u  /* "even" */
+#define LOOM_SEM_TAG     0x616d6573u  /* "sema" */
+#define LOOM_GUARD_TAG   0x72617567u  /* "guar" */
+#define LOOM_TIMEOUT_TAG 0x656d6974u  /* "time" */
+#define LOOM_GROUP_TAG   0x756f7267u  /* "grou" */
+#define LOOM_WAITSET_TAG 0x74696177u  /* "wait" */
+#define LOOM_LOADING_TAG 0x64616f6cu  /* "load" */
 
 /* Resumes drained from the ready queue in one turn before I/O is polled. */
 #define LOOM_READY_BURST 4096
@@ -49,6 +57,8 @@ typedef enum {
 #define LOOM_TF_WOKEN_CANCEL 0x08  /* queued to raise Cancelled */
 #define LOOM_TF_MAIN       0x10  /* the task loom_run waits for */
 #define LOOM_TF_CAUSE      0x20  /* an awaited task's failure is stashed */
+#define LOOM_TF_EXPIRED    0x40  /* inside a loom.timeout whose deadline
+                                    passed: every wait raises Cancelled */
 
 struct loom_task {
   uint32_t tag;            /* LOOM_TASK_TAG */
@@ -61,6 +71,8 @@ struct loom_task {
                               LOOM_TF_WOKEN_CANCEL, the cancel's reason */
   uint32_t nresults;       /* results kept once done */
   int spawn_line;          /* line of the spawn call, -1 if unknown */
+  struct loom__timeout *timeouts;  /* innermost loom.timeout running in
+                                      it, or NULL (timeout.c) */
   uint8_t state;           /* loom_state */
   uint8_t flags;           /* LOOM_TF_* */
 };
@@ -119,6 +131,11 @@ struct loom {
   int reported;              /* failures reported since last asked */
   int reported_total;        /* failures reported since the start */
   loom__type task_type, future_type, failure_type;
+  loom__type timeout_type, group_type, waitset_type;    /* toolkit */
+  loom__type guard_type;     /* sync.c */
+  struct loom__watch *watch; /* the blocking detector, or NULL (watchdog.c) */
+  int anchors_ref;           /* registry: armed deadline records (timeout.c) */
+  uint32_t anchors;
   loom_report_fn report;
   void *report_ud;
 };
@@ -198,6 +215,8 @@ int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);
 /* Pushes "file:line" where t (running, or its thread's top frame) waits,
 ** or nothing and returns 0. */
 int loom__push_where(lua_State *L, loom_task_t *t);
+/* Pushes the Task userdata of the unfinished task t. */
+void loom__push_task(lua_State *L, loom_t *lm, loom_task_t *t);
 
 /* future.c */
 int loom__open_future(lua_State *L, loom_t *lm);
@@ -205,6 +224,40 @@ int loom__await_future(lua_State *L, loom_t *lm, int idx, const char *fn);
 static inline void *loom__tofuture(lua_State *L, loom_t *lm, int idx) {
   return loom__type_test(L, idx, &lm->future_type, LOOM_FUTURE_TAG);
 }
+
+/* For timed waits: the waiters of the pending future at idx, or NULL if
+** it is not a pending future. */
+loom__link *loom__future_waiters(lua_State *L, loom_t *lm, int idx);
+
+/* Userdata that hold a deadline (or waiter nodes) start with these, and
+** are anchored in the registry while a deadline is armed, so nothing the
+** debug library does to a stack frees one under the timer. */
+typedef struct loom__anchored {
+  uint32_t tag;
+  uint32_t anchor;   /* 1-based slot in the anchors, 0 when not anchored */
+} loom__anchored;
+void loom__anchor(lua_State *L, loom_t *lm, int idx);  /* may raise */
+/* Never allocates; L is any thread with a few free slots. */
+void loom__unanchor(lua_State *L, loom_t *lm, loom__anchored *a);
+/* Pushes a Timeout error: "timed out after S s<more>". */
+void loom__push_timeout(lua_State *L, double seconds, const char *more);
+
+/* timeout.c: loom.timeout, wait_for, Timeout (into the table on top) */
+void loom__open_timeout(lua_State *L, loom_t *lm);
+/* t finished: its loom.timeout records (frames it abandoned) let go. */
+void loom__timeouts_orphan(loom_t *lm, loom_task_t *t);
+/* With LOOM_TF_EXPIRED: the reason its next wait is cancelled with (the
+** outermost expired loom.timeout of t). */
+const void *loom__timeout_expired(loom_task_t *t);
+/* Awaits the task or future at idx for at most the seconds at sidx (none
+** or nil: no limit); a task still running then is cancelled, and waited
+** for, and Timeout is raised. */
+int loom__wait_for(lua_State *L, loom_t *lm, int idx, int sidx,
+                   const char *fname);
+
+/* group.c, waitset.c: into the loom table on top */
+void loom__open_group(lua_State *L, loom_t *lm);
+void loom__open_waitset(lua_State *L, loom_t *lm);
 
 /* gather.c */
 int loom__gather(lua_State *L);
@@ -217,6 +270,9 @@ int loom__msgh(lua_State *L);
 void loom__failure_new(lua_State *L, loom_t *lm, loom_task_t *t, int sp,
                        int cancelled);
 typedef struct loom__failure loom__failure;
+/* [error] -> a loom.Failure for a future failed here (f:fail): reported
+** as a task's is, if nobody retrieves it. */
+void loom__failure_new_future(lua_State *L, loom_t *lm);
 /* The failure record at idx, or NULL. */
 loom__failure *loom__tofailure(lua_State *L, loom_t *lm, int idx);
 void loom__failure_retrieved(loom__failure *f);
@@ -224,6 +280,8 @@ void loom__failure_retrieved(loom__failure *f);
 void loom__failure_error(lua_State *L, int idx);
 /* Pushes the traceback (a string, or nil for a cancellation). */
 void loom__failure_traceback(lua_State *L, int idx);
+/* Pushes "file:line" where the failed task was spawned, or returns 0. */
+int loom__failure_site(lua_State *L, int idx);
 /* Before 'me' re-raises the failure at idx: keeps where that error came
 ** from, for me's traceback to start with. */
 void loom__stash_cause(lua_State *L, loom_task_t *me, int idx);

@@ -32,6 +32,10 @@ static void live_push(lua_State *L, loom_t *lm, loom_task_t *t) {
   lua_remove(L, -2);
 }
 
+void loom__push_task(lua_State *L, loom_t *lm, loom_task_t *t) {
+  live_push(L, lm, t);
+}
+
 /* Swap-remove: the last pair takes the hole. */
 static void live_remove(lua_State *L, loom_t *lm, loom_task_t *t) {
   lua_Integer last = lm->live_count--, hole = t->live_index;
@@ -187,6 +191,7 @@ static void finish(loom_t *lm, loom_task_t *t, int status) {
   t->wait = NULL;
   t->wait_data = NULL;
   t->flags &= ~(LOOM_TF_CANCEL | LOOM_TF_WOKEN_CANCEL | LOOM_TF_SUSPENDED);
+  if (t->timeouts != NULL) loom__timeouts_orphan(lm, t);
   live_remove(L, lm, t);
   if ((t->flags & LOOM_TF_MAIN) && t->state != LOOM_DONE) {
     lm->stopping = 1;
@@ -377,8 +382,11 @@ static loom_task_t *checktask(lua_State *L) {
   return loom__type_check(L, &loom__up(L)->task_type, LOOM_TASK_TAG);
 }
 
+/* t:await([seconds]) */
 static int t_await(lua_State *L) {
   checktask(L);
+  if (!lua_isnoneornil(L, 2))
+    return loom__wait_for(L, loom__up(L), 1, 2, "await");
   return loom__await_task(L, loom__up(L), 1, "await");
 }
 

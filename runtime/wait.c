@@ -30,10 +30,15 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
   if (!lua_isyieldable(L) || lm->unyieldable)
     luaL_error(L, "%s: cannot wait here: inside a C call that cannot yield",
                fname);
-  if (t->flags & LOOM_TF_CANCEL) {
-    const void *reason = t->wait_data;
-    t->flags &= ~LOOM_TF_CANCEL;
-    t->wait_data = NULL;
+  if (t->flags & (LOOM_TF_CANCEL | LOOM_TF_EXPIRED)) {
+    const void *reason;
+    if (t->flags & LOOM_TF_CANCEL) {
+      reason = t->wait_data;
+      t->flags &= ~LOOM_TF_CANCEL;
+      t->wait_data = NULL;
+    } else {  /* an expired loom.timeout: cancelled until it ends */
+      reason = loom__timeout_expired(t);
+    }
     loom__push_cancelled(L, reason);
     lua_error(L);
   }

@@ -145,6 +145,7 @@ describe("loom.future", function()
     local g = loom.future()
     g:fail(1)
     assert.matches("^loom%.Future: 0x%x+ %(failed%)$", tostring(g))
+    assert.is_false(pcall(g.result, g))  -- retrieved: not reported
   end)
 
   it("a task awaiting a future can be cancelled", function()
