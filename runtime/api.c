@@ -223,6 +223,7 @@ void loom__open_api(lua_State *L, loom_t *lm) {
     {"is_cancelled", l_is_cancelled}, {"report_unretrieved", l_report},
     {NULL, NULL}
   };
+  loom__open_require(L);
   lua_newtable(L);
   loom__setfuncs(L, fns);
   /* sleep and now are the loom.timer binding's, in the loom table too */

@@ -162,7 +162,11 @@ static void track(lua_State *L, loom_t *lm, loom__failure *f, int rec,
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
   lua_pushvalue(L, rec);
   lua_rawsetp(L, -2, f);
-  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_set_ref);
+  lua_pushvalue(L, rec);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
   loom__link_push(&lm->failures, &f->link);
 }
 
@@ -327,6 +331,11 @@ static void report(loom_t *lm, lua_State *L, int rec) {
   loom__failure *f = lua_touserdata(L, rec);
   f->flags |= FF_REPORTED;
   loom__link_unlink(&f->link);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_set_ref);
+  lua_pushvalue(L, rec);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   lm->reported++;
   lm->reported_total++;
   push_report(L, rec);
@@ -334,28 +343,71 @@ static void report(loom_t *lm, lua_State *L, int rec) {
   lua_pop(L, 1);
 }
 
+static loom__failure *of_link(loom__link *l) {
+  return (loom__failure *)((char *)l - offsetof(loom__failure, link));
+}
+
+/* Whether the unreported record f is being finalized: the weak-valued
+** index lets go of a record before its finalizer runs; the weak-keyed set
+** holds it until it is freed, so it can still be reported in order. */
+static int finalizing(lua_State *L, loom_t *lm, loom__failure *f) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
+  int gone = lua_rawgetp(L, -1, f) == LUA_TNIL;
+  lua_pop(L, 2);
+  return gone;
+}
+
+/* Reports, in the order they failed, the unreported failures before
+** 'stop' (every one if NULL): those being finalized, or all if 'alive'.
+** Finalizers run newest first, so records collected together would be
+** reported backwards without this. The GC is held while the list is
+** read (a finalizer could report, and unlink, meanwhile). */
+static void report_in_order(loom_t *lm, lua_State *L, loom__failure *stop,
+                            int alive) {
+  int top = lua_gettop(L), running = lua_gc(L, LUA_GCISRUNNING);
+  if (running == 1) lua_gc(L, LUA_GCSTOP);
+  lua_newtable(L);  /* address -> record */
+  int map = top + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_set_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, map, lua_touserdata(L, -1));
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);  /* the records to report, in order */
+  int order = top + 2, n = 0;
+  for (loom__link *l = lm->failures.next; l != &lm->failures; l = l->next) {
+    loom__failure *f = of_link(l);
+    if (f == stop) break;
+    if (!alive && !finalizing(L, lm, f)) continue;
+    if (lua_rawgetp(L, map, f) == LUA_TUSERDATA) lua_rawseti(L, order, ++n);
+    else lua_pop(L, 1);
+  }
+  if (running == 1) lua_gc(L, LUA_GCRESTART);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, order, i);
+    if (((loom__failure *)lua_touserdata(L, -1))->flags == 0)
+      report(lm, L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+}
+
 static int failure_gc(lua_State *L) {
   loom_t *lm = loom__up_or_null(L);
   loom__failure *f = lua_touserdata(L, 1);
   if (lm == NULL || f->flags != 0) return 0;
-  report(lm, L, 1);
+  /* an older failure finalized in the same cycle is reported first */
+  if (f->link.prev != &lm->failures && finalizing(L, lm, of_link(f->link.prev)))
+    report_in_order(lm, L, f, 0);
+  if (f->flags == 0) report(lm, L, 1);
   return 0;
 }
 
 int loom__report_failures(loom_t *lm) {
-  lua_State *L = lm->L;
-  while (!loom__list_empty(&lm->failures)) {
-    loom__failure *f = (loom__failure *)((char *)lm->failures.next -
-                                         offsetof(loom__failure, link));
-    /* its userdata, from the weak index of records */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lm->failure_index_ref);
-    if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA) {
-      report(lm, L, lua_gettop(L));
-    } else {  /* collected, its finalizer pending: it reports itself */
-      loom__link_unlink(&f->link);
-    }
-    lua_pop(L, 2);
-  }
+  report_in_order(lm, lm->L, NULL, 1);
   int n = lm->reported;
   lm->reported = 0;
   return n;
@@ -381,4 +433,10 @@ void loom__open_error(lua_State *L, loom_t *lm) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lm->failure_index_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);  /* the weak set: record -> true, until it is freed */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lm->failure_set_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -126,6 +126,7 @@ struct loom {
   loom__link failures;       /* unreported failures, in the order they
                                 failed (error.c) */
   int failure_index_ref;     /* registry: weak, address -> failure */
+  int failure_set_ref;       /* registry: weak keys, failure -> true */
   uint32_t pool_count;
   int exit_requested, exit_code, exit_close;
   int reported;              /* failures reported since last asked */
@@ -254,6 +255,9 @@ const void *loom__timeout_expired(loom_task_t *t);
 ** for, and Timeout is raised. */
 int loom__wait_for(lua_State *L, loom_t *lm, int idx, int sidx,
                    const char *fname);
+
+/* require.c: loom's require, over Lua's (module top-level await) */
+void loom__open_require(lua_State *L);
 
 /* group.c, waitset.c: into the loom table on top */
 void loom__open_group(lua_State *L, loom_t *lm);
