@@ -20,6 +20,7 @@
 #define HAS_BIG_E 0x04  /* -E */
 #define HAS_W 0x08  /* -W */
 #define HAS_H 0x10  /* -h */
+#define HAS_DEBUG 0x20  /* --debug, or LOOM_DEBUG=1 */
 
 typedef struct cli {
   int argc;
@@ -51,6 +52,7 @@ static void print_usage(const char *badoption) {
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
           "  -h        show this help\n"
+          "  --debug   warn about blocked loops, list tasks left at exit\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -74,6 +76,9 @@ static void print_help(void) {
          "  -E        ignore environment variables\n"
          "  -W        turn warnings on\n"
          "  -h        show this help\n"
+         "  --debug   warn when a task blocks the loop (over\n"
+         "            LOOM_DEBUG_BLOCK_MS, 100 ms), list tasks left at\n"
+         "            exit; also LOOM_DEBUG=1\n"
          "  --        stop handling options\n"
          "  -         stop handling options and execute stdin\n",
          progname);
@@ -89,6 +94,10 @@ static int collect_args(cli_t *c) {
     }
     switch (argv[i][1]) {
       case '-':
+        if (strcmp(argv[i], "--debug") == 0) {
+          c->flags |= HAS_DEBUG;
+          continue;
+        }
         if (argv[i][2] != '\0') break;
         c->script = argv[i + 1] != NULL ? i + 1 : 0;
         return 0;
@@ -306,6 +315,34 @@ static lua_State *new_state(loom_pool **pool, warn_state *w) {
   return L;
 }
 
+/* --debug: loom.debug[what](arg), under pcall; a string it gives is
+** printed (the tasks left at exit). */
+static int debug_protected(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "loom");
+  lua_getfield(L, -1, "debug");
+  lua_getfield(L, -1, lua_tostring(L, 1));
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void debug_call(lua_State *L, const char *what, double arg) {
+  lua_pushcfunction(L, debug_protected);
+  lua_pushstring(L, what);
+  lua_pushnumber(L, arg);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK || lua_type(L, -1) == LUA_TSTRING)
+    message(lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+/* The threshold of --debug: LOOM_DEBUG_BLOCK_MS, else 100 ms. */
+static double block_ms(void) {
+  const char *s = getenv("LOOM_DEBUG_BLOCK_MS");
+  double ms = s ? strtod(s, NULL) : 0;
+  return ms > 0 && ms < 1e9 ? ms : 100;
+}
+
 static void report(loom_t *lm, const char *text, void *ud) {
   (void)lm; (void)ud;
   message(text);
@@ -369,6 +406,11 @@ int main(int argc, char **argv) {
   loom_set_report(lm, report, NULL);
   loom_openglobals(L);
   if (c.flags & HAS_W) lua_warning(L, "@on", 0);
+  const char *env_debug = getenv("LOOM_DEBUG");
+  if (!(c.flags & HAS_BIG_E) && env_debug && *env_debug &&
+      strcmp(env_debug, "0") != 0)
+    c.flags |= HAS_DEBUG;
+  if (c.flags & HAS_DEBUG) debug_call(L, "enable", block_ms());
   lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c */
   create_arg_table(L, &c);
 
@@ -386,6 +428,7 @@ int main(int argc, char **argv) {
     exit(status);
   }
   if (r != 0) status = report_failure(L, &c, r);
+  else if (c.flags & HAS_DEBUG) debug_call(L, "pending", 0);
   loom_report_unretrieved(lm);
   if (loom_reported_total(lm) > 0) status = EXIT_FAILURE;
   lua_close(L);

@@ -175,6 +175,7 @@ static const loom__wait exit_wait = { "os.exit", NULL, NULL };
 static void exit_closing(loom_t *lm, int code) {
   loom_task_t *m = lm->main_task;
   lm->exiting = 1;
+  loom__watch_stop(lm);  /* it must not look at a state being closed */
   loom__report_failures(lm);
   if (m != NULL && m->thread != NULL) {
     loom__detach(lm, m);

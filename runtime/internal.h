@@ -256,6 +256,22 @@ const void *loom__timeout_expired(loom_task_t *t);
 int loom__wait_for(lua_State *L, loom_t *lm, int idx, int sidx,
                    const char *fname);
 
+/* debug.c: pushes the lines describing each unfinished task but skip
+** ("<prefix>task (spawned at x.lua:3) waits on a lock at x.lua:7"), at
+** most 20; returns how many there are. luaopen_loom_debug: loom.debug. */
+int loom__push_waiting(lua_State *L, loom_t *lm, loom_task_t *skip,
+                       const char *prefix);
+
+/* watchdog.c: the blocking detector (lm->watch while it is on) */
+typedef struct loom__watch loom__watch;
+int loom__watch_start(loom_t *lm, double ms);  /* 0 or a libuv error */
+void loom__watch_stop(loom_t *lm);
+void loom__watch_begin(loom__watch *w);              /* a resume begins */
+void loom__watch_end(loom__watch *w, lua_State *T);  /* ... and ends */
+
+/* diagnose.c: raises "fname: cannot wait here: inside <what>; <fix>" */
+void loom__cannot_wait(lua_State *L, loom_t *lm, const char *fname);
+
 /* require.c: loom's require, over Lua's (module top-level await) */
 void loom__open_require(lua_State *L);
 

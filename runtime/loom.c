@@ -326,6 +326,7 @@ static void push_deadlock(lua_State *L, loom_task_t *t) {
     lua_insert(L, -2);
   }
   lua_pushliteral(L, ", and nothing left to run can wake it");
+  loom__push_waiting(L, loom__task_loom(t), t, "\n  also waiting: ");
   lua_concat(L, lua_gettop(L) - top);
 }
 

@@ -28,10 +28,12 @@ static int load_embedded(lua_State *L) {
 /* The bindings: one luaopen_loom_<name> per file of bindings/. */
 int luaopen_loom_timer(lua_State *L);
 int luaopen_loom_sync(lua_State *L);
+int luaopen_loom_debug(lua_State *L);
 
 static const luaL_Reg bindings[] = {
   {"loom.timer", luaopen_loom_timer},
   {"loom.sync", luaopen_loom_sync},
+  {"loom.debug", luaopen_loom_debug},
   {NULL, NULL}
 };
 

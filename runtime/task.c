@@ -231,7 +231,9 @@ void loom__task_resume(loom_t *lm, loom_task_t *t) {
   lm->current = t;
   lm->inner = T;
   lm->unyieldable = 0;
+  if (lm->watch != NULL) loom__watch_begin(lm->watch);  /* --debug */
   status = lua_resume(T, lm->L, nargs, &nres);
+  if (lm->watch != NULL) loom__watch_end(lm->watch, T);
   lm->current = NULL;
   lm->inner = inner;
   lm->unyieldable = unyieldable;

@@ -28,8 +28,7 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
     luaL_error(L, "%s: cannot wait here: in a coroutine that loom's "
                "coroutine.resume did not resume", fname);
   if (!lua_isyieldable(L) || lm->unyieldable)
-    luaL_error(L, "%s: cannot wait here: inside a C call that cannot yield",
-               fname);
+    loom__cannot_wait(L, lm, fname);  /* says what is in the way */
   if (t->flags & (LOOM_TF_CANCEL | LOOM_TF_EXPIRED)) {
     const void *reason;
     if (t->flags & LOOM_TF_CANCEL) {

@@ -404,8 +404,10 @@ describe("coroutines inside tasks", function()
         t:await()
         print("end")
       ]] }, { timeout = 5 })
-      assert.equal("false\tsleep: cannot wait here: inside a C call that "
-        .. "cannot yield\ndead\ntrue\nend\n", out)
+      assert.equal("false\tsleep: cannot wait here: in a coroutine resumed "
+        .. "from a C call that cannot yield (a callback or metamethod called "
+        .. "from C); wait outside that call, or spawn a task for the waiting "
+        .. "part\ndead\ntrue\nend\n", out)
       assert.equal("", err)
       assert.equal(0, code)
     end)
