@@ -139,14 +139,17 @@ local f = loom.future()
 spawn(function() f:await() end):await()
 ]])
     assert.equal("loom: deadlock: the main task waits on a task (spawned at "
-      .. "FILE:2) at FILE:2, and nothing left to run can wake it\n", err)
+      .. "FILE:2) at FILE:2, and nothing left to run can wake it\n"
+      .. "  also waiting: task (spawned at FILE:2) waits on a future at "
+      .. "FILE:2\n", err)
     assert.equal(1, code)
     _, err, code = run([[
 local f = loom.future()
 gather(function() f:await() end)
 ]])
     assert.equal("loom: deadlock: the main task waits on gather at FILE:2, "
-      .. "and nothing left to run can wake it\n", err)
+      .. "and nothing left to run can wake it\n  also waiting: task (spawned "
+      .. "at FILE:2) waits on a future at FILE:2\n", err)
     assert.equal(1, code)
   end)
 

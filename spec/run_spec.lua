@@ -133,7 +133,9 @@ describe("module mode (lua5.4 + require 'loom')", function()
     module_mode()
     assert.matches(
       "^false\trun: deadlock: the main task waits on a task %(spawned at "
-      .. "[^\n]+:4%) at [^\n]+:5, and nothing left to run can wake it\n$",
+      .. "[^\n]+:4%) at [^\n]+:5, and nothing left to run can wake it\n"
+      .. "  also waiting: task %(spawned at [^\n]+:4%) waits on a future at "
+      .. "[^\n]+:4\n$",
       lua([[
       local loom = require "loom"
       print(pcall(loom.run, function()
