@@ -167,7 +167,8 @@ static void push_child_failure(lua_State *L, loom_t *lm, int idx) {
 
 /* [] -> [GroupError]. body: the index of the scope's own error, or 0.
 ** Fields: message, errors, tasks, tracebacks, spawned_at (one per failed
-** child, in the order they failed) and error (the scope's own). */
+** child, in the order they failed) and error (the scope's own, or false).
+*/
 static void push_group_error(lua_State *L, loom_t *lm, group *g, int gidx,
                              int body) {
   int n = (int)g->nfailed, i = 1;
@@ -178,6 +179,8 @@ static void push_group_error(lua_State *L, loom_t *lm, group *g, int gidx,
   lua_pushfstring(L, "%d of %d task%s in the group failed", n, (int)g->n,
                   g->n == 1 ? "" : "s");
   lua_rawseti(L, e + 5, 1);
+  lua_pushboolean(L, 0);  /* error: the scope's own, or false */
+  lua_setfield(L, e, "error");
   if (body) {
     lua_pushvalue(L, body);
     lua_setfield(L, e, "error");

@@ -7,22 +7,36 @@
 -- Submodules loom.<name> to check. Add a name here when its submodule lands
 -- (and its class "loom.<name>" in types/loom.lua); a listed name that loom
 -- does not have fails.
-local SUBMODULES = { "json", "timer" }
+local SUBMODULES = { "json", "timer", "sync", "debug" }
 
 local it = require("spec.support.task").it
 local loom = require "loom"
 
-local function types_path()
+local function types_path(name)
   local here = debug.getinfo(1, "S").source:match("^@(.*)$")
   local dir = here and here:match("^(.*)/spec/[^/]*$") or "."
-  return dir .. "/types/loom.lua"
+  return dir .. "/types/" .. (name or "loom.lua")
+end
+
+-- types/loom.lua first, then the other types/loom_*.lua files
+local function types_files()
+  local files = { types_path() }
+  local p = io.popen("ls " .. types_path(""):gsub("'", "") .. " 2>/dev/null")
+  for name in p:lines() do
+    if name:match("^loom_[%w_]+%.lua$") then
+      files[#files + 1] = types_path(name)
+    end
+  end
+  p:close()
+  return files
 end
 
 -- Reads the annotations: classes[name] = { [member] = "function"|"field" },
 -- and globals[name] = "loom.<member>" for "name = loom.member" lines.
-local function parse(path)
-  local f = assert(io.open(path, "r"))
+local function parse(paths)
   local classes, vars, globals = {}, {}, {}
+  for _, path in ipairs(paths) do
+  local f = assert(io.open(path, "r"))
   local class   -- the class whose ---@class block we are in, or nil
   local bind    -- a class waiting for its "local X = {}" line
   local n = 0
@@ -52,10 +66,11 @@ local function parse(path)
     end
   end
   f:close()
+  end
   return classes, globals
 end
 
-local classes, globals = parse(types_path())
+local classes, globals = parse(types_files())
 
 local function public(key)
   return type(key) == "string" and not key:match("^_")
@@ -103,7 +118,23 @@ end
 
 describe("types/loom.lua", function()
   it("is valid Lua", function()
-    assert(loadfile(types_path()))
+    for _, path in ipairs(types_files()) do assert(loadfile(path)) end
+  end)
+
+  it("annotates the methods of the toolkit's objects", function()
+    check("loom.Queue", loom.Queue())
+    check("loom.Event", loom.Event())
+    check("loom.Semaphore", loom.Semaphore())
+    check("loom.Lock", loom.Lock())
+    local g = loom.Lock():acquire()
+    check("loom.Guard", methods(g))
+    check("loom.Group", methods(loom.group()))
+    local ok, e = pcall(loom.timeout, 0, function() sleep(1) end)
+    assert.is_false(ok)
+    check("loom.Timeout", e)
+    ok, e = pcall(loom.scope, function(s) s:spawn(error, "x") end)
+    assert.is_false(ok)
+    check("loom.GroupError", e)
   end)
 
   it("annotates every function and field of the loom table", function()
