@@ -276,9 +276,6 @@ static int close_step(lua_State *L, loom_t *lm, group *g) {
       interrupted(L, lm, g, 1, reason);
       continue;
     }
-    if ((me->flags & LOOM_TF_EXPIRED) && !g->cancelled)
-      interrupted(L, lm, g, 1, loom__timeout_expired(me));
-    if (g->pending == 0) break;
     g->closer = me;
     return loom__suspend(L, lm, &close_wait, g, 0, close_k);
   }

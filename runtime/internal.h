@@ -57,8 +57,6 @@ typedef enum {
 #define LOOM_TF_WOKEN_CANCEL 0x08  /* queued to raise Cancelled */
 #define LOOM_TF_MAIN       0x10  /* the task loom_run waits for */
 #define LOOM_TF_CAUSE      0x20  /* an awaited task's failure is stashed */
-#define LOOM_TF_EXPIRED    0x40  /* inside a loom.timeout whose deadline
-                                    passed: every wait raises Cancelled */
 
 struct loom_task {
   uint32_t tag;            /* LOOM_TASK_TAG */
@@ -247,9 +245,6 @@ void loom__push_timeout(lua_State *L, double seconds, const char *more);
 void loom__open_timeout(lua_State *L, loom_t *lm);
 /* t finished: its loom.timeout records (frames it abandoned) let go. */
 void loom__timeouts_orphan(loom_t *lm, loom_task_t *t);
-/* With LOOM_TF_EXPIRED: the reason its next wait is cancelled with (the
-** outermost expired loom.timeout of t). */
-const void *loom__timeout_expired(loom_task_t *t);
 /* Awaits the task or future at idx for at most the seconds at sidx (none
 ** or nil: no limit); a task still running then is cancelled, and waited
 ** for, and Timeout is raised. */

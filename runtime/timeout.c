@@ -12,10 +12,11 @@
 ** __close, the record raises Timeout instead. Any other error passes
 ** through unchanged, with its own traceback, since nothing catches it.
 **
-** Once a deadline has passed, the scope stays cancelled until it ends
-** (as in Trio): every wait inside it raises its Cancelled again
-** (LOOM_TF_EXPIRED), so a pcall that swallows one (pcall(loom.timeout,
-** ...) inside another timeout) cannot make the work run on past it.
+** As for task:cancel() (and asyncio), the cancellation is delivered once:
+** code that catches it (a pcall) and goes on is not cancelled again, and
+** cleanup (<close> handlers) may wait while it unwinds. (Trio's rule, a
+** scope cancelled until it ends, would stop cleanup from waiting, and Lua
+** gives no way to tell unwinding code from code that caught the error.)
 **
 ** Nesting: a task's records form a chain, innermost first. An outer
 ** deadline that passes while an inner one's cancellation is still on its
@@ -173,19 +174,10 @@ static void timeout_fire(loom__waiter *w, int failed) {
       memcpy(r->where, in->where, sizeof r->where);
       t->wait_data = r;
     }
-    t->flags |= LOOM_TF_EXPIRED;
     return;
   }
   note_where(r, t);
-  t->flags |= LOOM_TF_EXPIRED;
   loom__cancel(lm, t, r);
-}
-
-const void *loom__timeout_expired(loom_task_t *t) {
-  const loom__timeout *found = NULL;
-  for (loom__timeout *x = t->timeouts; x != NULL; x = x->outer)
-    if (x->fired) found = x;
-  return found;
 }
 
 /* Disarms r and takes it out of its task's chain; L for the anchors. */
@@ -200,8 +192,6 @@ static void let_go(lua_State *L, loom_t *lm, loom__timeout *r) {
     else t->timeouts = r->outer;
     if (r->outer != NULL) r->outer->inner = r->inner;
     r->task = NULL;
-    if ((t->flags & LOOM_TF_EXPIRED) && loom__timeout_expired(t) == NULL)
-      t->flags &= ~LOOM_TF_EXPIRED;
   }
   r->outer = r->inner = NULL;
   loom__unanchor(L, lm, (anchored *)r);

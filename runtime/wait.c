@@ -29,15 +29,10 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
                "coroutine.resume did not resume", fname);
   if (!lua_isyieldable(L) || lm->unyieldable)
     loom__cannot_wait(L, lm, fname);  /* says what is in the way */
-  if (t->flags & (LOOM_TF_CANCEL | LOOM_TF_EXPIRED)) {
-    const void *reason;
-    if (t->flags & LOOM_TF_CANCEL) {
-      reason = t->wait_data;
-      t->flags &= ~LOOM_TF_CANCEL;
-      t->wait_data = NULL;
-    } else {  /* an expired loom.timeout: cancelled until it ends */
-      reason = loom__timeout_expired(t);
-    }
+  if (t->flags & LOOM_TF_CANCEL) {
+    const void *reason = t->wait_data;
+    t->flags &= ~LOOM_TF_CANCEL;
+    t->wait_data = NULL;
     loom__push_cancelled(L, reason);
     lua_error(L);
   }
