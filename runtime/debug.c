@@ -39,10 +39,11 @@ static void push_task_line(lua_State *L, loom_task_t *t) {
 
 int loom__push_waiting(lua_State *L, loom_t *lm, loom_task_t *skip,
                        const char *prefix) {
-  int top = lua_gettop(L), n = 0;
-  luaL_checkstack(L, LIST_MAX + 10, "listing tasks");
+  int n = 0;
+  luaL_checkstack(L, 20, "listing tasks");
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
   int live = lua_gettop(L);
+  lua_pushliteral(L, "");  /* the text so far: one slot, whatever n is */
   for (uint32_t i = 1; i <= lm->live_count; i++) {
     lua_rawgeti(L, live, 2 * (lua_Integer)i - 1);
     loom_task_t *t = loom__totask(L, lm, -1);
@@ -51,11 +52,13 @@ int loom__push_waiting(lua_State *L, loom_t *lm, loom_task_t *skip,
     if (++n > LIST_MAX) continue;
     lua_pushstring(L, prefix);
     push_task_line(L, t);
+    lua_concat(L, 3);
   }
-  if (n > LIST_MAX) lua_pushfstring(L, "%s... and %d more", prefix,
-                                    n - LIST_MAX);
+  if (n > LIST_MAX) {
+    lua_pushfstring(L, "%s... and %d more", prefix, n - LIST_MAX);
+    lua_concat(L, 2);
+  }
   lua_remove(L, live);
-  lua_concat(L, lua_gettop(L) - top);
   return n;
 }
 

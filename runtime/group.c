@@ -42,7 +42,9 @@ struct group {
   uint32_t left;             /* free nodes in the newest block */
   gnode *next;               /* the next free one */
   gnode *failed, *last_failed;
-  loom_task_t *owner;        /* the task that made it (user value 3) */
+  loom_t *lm;
+  loom_task_t *owner;        /* the task that made it (user value 3); it
+                                may have finished (a group never closed) */
   loom_task_t *closer;       /* the task waiting in its close, or NULL */
   const void *reason;        /* a cancel that came while closing */
   uint8_t closing, closed;
@@ -73,7 +75,7 @@ static void node_fire(loom__waiter *w, int failed) {
     g->last_failed = nd;
     first = ++g->nfailed == 1;
     if (first && !g->closing && !g->closed)  /* the owner is in the body */
-      loom__cancel(loom__task_loom(g->owner), g->owner, g);
+      loom__cancel(g->lm, g->owner, g);
   }
   if (g->closer != NULL && (g->pending == 0 || first))
     loom__wake(g->closer);
@@ -372,6 +374,7 @@ static group *new_group(lua_State *L, loom_t *lm, const char *fname) {
                fname);
   group *g = loom__type_new(L, &lm->group_type, UV_COUNT, LOOM_GROUP_TAG);
   g->owner = lm->current;
+  g->lm = lm;
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_CHILDREN);
   lua_newtable(L);

@@ -75,7 +75,7 @@ void loom__unanchor(lua_State *L, loom_t *lm, loom__anchored *a) {
 void loom__push_timeout(lua_State *L, double seconds, const char *more) {
   lua_createtable(L, 0, 2);
   char num[32];
-  snprintf(num, sizeof num, "%.14g", seconds);
+  snprintf(num, sizeof num, "%.14g", seconds == 0 ? 0.0 : seconds);
   lua_pushfstring(L, "timed out after %s s%s", num, more);
   lua_setfield(L, -2, "message");
   lua_pushnumber(L, seconds);
@@ -300,6 +300,7 @@ typedef struct timed {
   loom__waiter w;       /* the deadline */
   void *bucket;
   loom_task_t *me;
+  loom_task_t *awaited; /* the task awaited, or NULL (a future) */
   double seconds;
   uint8_t armed, fired, done, is_task;
 } timed;
@@ -329,8 +330,14 @@ static void timed_cancel(loom_task_t *t, void *data, int woken) {
   timed_disarm(loom__task_loom(t), tw);
 }
 
+/* For deadlock reports: the awaited task's spawn site. */
+static void timed_describe(lua_State *L, loom_task_t *t, void *data) {
+  timed *tw = data;
+  loom__describe_task(L, t, tw->awaited);
+}
+
 static const loom__wait timed_task_wait = {
-  "a task (with a timeout)", timed_cancel, loom__describe_task
+  "a task (with a timeout)", timed_cancel, timed_describe
 };
 static const loom__wait timed_future_wait = {
   "a future (with a timeout)", timed_cancel, NULL
@@ -441,6 +448,7 @@ int loom__wait_for(lua_State *L, loom_t *lm, int idx, int sidx,
   tw->me = me;
   tw->seconds = s;
   tw->is_task = t != NULL;
+  tw->awaited = t;
   tw->w.fire = timed_fire;
   lua_pushstring(L, fname);
   lua_setiuservalue(L, -2, 1);

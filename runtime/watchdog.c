@@ -113,13 +113,13 @@ static void watch_hook(lua_State *L, lua_Debug *ar) {
   } else {
     lua_sethook(L, NULL, 0, 0);  /* a stale one */
   }
-  int show = LOAD(w->busy) && w->acted == LOAD(w->seq) &&
+  int show = LOAD(w->busy) && w->acted != 0 && w->acted == LOAD(w->seq) &&
              w->shown != w->acted;
   if (show) w->shown = w->warned = w->acted;
   w->fired = 1;
   uv_cond_signal(&w->cond);
   uv_mutex_unlock(&w->lock);
-  if (!show || !lua_checkstack(L, 4)) return;
+  if (!show || !lua_checkstack(L, 12)) return;
   lua_pushcfunction(L, warning_text);
   lua_pushlightuserdata(L, w);
   lua_pushlightuserdata(L, L);
@@ -140,7 +140,7 @@ void loom__watch_begin(loom__watch *w) {
 void loom__watch_end(loom__watch *w, lua_State *T) {
   STORE(w->busy, 0);
   uv_mutex_lock(&w->lock);
-  int warned = w->warned == w->seq;
+  int warned = w->warned != 0 && w->warned == w->seq;
   if (w->hooked == T && T != NULL) {
     lua_sethook(T, w->old_hook, w->old_mask, w->old_count);
     w->hooked = NULL;
