@@ -218,9 +218,11 @@ LOOM_API void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
 **
 ** loom_call_begin raises a Lua error (naming the function) outside a task,
 ** where the task cannot wait, or if it is being cancelled (then it raises
-** the Cancelled error); it raises a memory error if out of memory. One
-** call per C function call. If the C function raises between begin and
-** suspend, the call is dropped (freed when the task next waits or ends).
+** the Cancelled error); it raises a memory error if out of memory. So
+** begin before allocating what a raise would leak, and attach it after
+** with loom_call_set_ud (as examples/embed/host.c does). One call per C
+** function call. If the C function raises between begin and suspend, the
+** call is dropped (freed when the task next waits or ends).
 **
 ** Push results, or the error value, on loom_call_thread(c) (the task sees
 ** them as the function's results, or as the error it raises: the value on
@@ -246,6 +248,8 @@ LOOM_API loom_call_t *loom_call_begin(lua_State *L, loom_cancel_fn on_cancel,
                                       void *ud);
 LOOM_API int loom_call_suspend(lua_State *L, loom_call_t *call);
 LOOM_API lua_State *loom_call_thread(loom_call_t *call);
+/* Sets the ud on_cancel is given (for a call not yet completed). */
+LOOM_API void loom_call_set_ud(loom_call_t *call, void *ud);
 LOOM_API void loom_call_resolve(loom_call_t *call, int nresults);
 LOOM_API void loom_call_reject(loom_call_t *call);
 

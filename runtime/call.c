@@ -161,6 +161,11 @@ LOOM_API lua_State *loom_call_thread(loom_call_t *c) {
   return c->L;
 }
 
+LOOM_API void loom_call_set_ud(loom_call_t *c, void *ud) {
+  assert(c->state == CALL_BEGUN || c->state == CALL_WAITING);
+  c->ud = ud;
+}
+
 static void complete(loom_call_t *c, int state, int nresults) {
   /* resolved twice, or from on_cancel */
   assert(c->state == CALL_WAITING || c->state == CALL_BEGUN);
