@@ -149,15 +149,18 @@ LOOM_API loom_task_t *loom_task_ref(lua_State *L, int idx);
 LOOM_API void loom_task_unref(lua_State *L, loom_task_t *t);
 /* LOOM_TASK_*; never fails for a referenced task. Reads no Lua. */
 LOOM_API int loom_task_status(loom_task_t *t);
-/* Pushes the Task userdata. Returns 0, or UV_ENOMEM (nothing pushed) if
-** the stack cannot grow. */
+/* Pushes the Task userdata. Returns 0; UV_EINVAL (nothing pushed) if t
+** is not referenced any more; UV_ENOMEM (nothing pushed) if the stack
+** cannot grow. */
 LOOM_API int loom_task_push(lua_State *L, loom_task_t *t);
 /*
 ** How the task ended, as loom_run tells it of its main task: 0 with its
 ** results pushed (their count in *nresults when not NULL); LOOM_EFAILED
 ** with its error value and a traceback (a string, or nil for a
 ** cancellation) pushed, which counts as retrieving the error; UV_EAGAIN,
-** nothing pushed, if it has not finished; UV_ENOMEM with a message pushed.
+** nothing pushed, if it has not finished; UV_EINVAL with a message pushed
+** if t is not referenced any more (nothing pushed if L has no runtime);
+** UV_ENOMEM with a message pushed (nothing if the stack cannot grow).
 */
 LOOM_API int loom_task_results(lua_State *L, loom_task_t *t, int *nresults);
 
@@ -201,7 +204,7 @@ LOOM_API int loom_reported_total(loom_t *lm);
 
 /* Sets the report hook; NULL restores the default (stderr). The hook is
 ** called on the loop thread, also from the garbage collector and from
-** lua_close: it must not call into L (loom_lua) nor close it. */
+** lua_close: it must not run Lua code nor close the state. */
 LOOM_API void loom_set_report(loom_t *lm, loom_report_fn fn, void *ud);
 
 /*

@@ -219,7 +219,10 @@ int loom__wait_ms(lua_State *L, loom_t *lm, double ms, lua_KContext ctx,
 /* A binding's teardown step: close runs once, when the runtime closes
 ** (lua_close), before the runtime's own handles; it closes its handles
 ** with loom__close_handle and must not call Lua. A closer whose state
-** goes away earlier removes itself. */
+** goes away earlier removes itself. Before any closer runs, every task
+** still waiting has had its wait's cancel hook called (as for a
+** cancellation; woken as it was), so a closer only sees what no task
+** waits on any more. */
 typedef struct loom__closer loom__closer;
 struct loom__closer {
   loom__closer *next, *prev;

@@ -217,7 +217,8 @@ LOOM_API int loom_task_results(lua_State *L, loom_task_t *t, int *nresults) {
   loom_t *lm = loom_get(L);
   int top = lua_gettop(L), r;
   if (nresults) *nresults = 0;
-  if (lm == NULL || !lua_checkstack(L, 3)) return UV_ENOMEM;
+  if (lm == NULL) return UV_EINVAL;
+  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
   lua_pushcfunction(L, results_protected);
   if (!push_ref(L, t)) {
     lua_pop(L, 1);

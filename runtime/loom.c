@@ -324,11 +324,11 @@ LOOM_API int loom_spawn(lua_State *L, int nargs) {
   loom_t *lm = loom_get(L);
   int fn = lua_gettop(L) - nargs;
   if (lm == NULL || fn < 1 || nargs < 0) return UV_EINVAL;
+  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
   if (!lua_isfunction(L, fn)) {
     if (luaL_getmetafield(L, fn, "__call") == LUA_TNIL) return UV_EINVAL;
     lua_pop(L, 1);
   }
-  if (!lua_checkstack(L, 2)) return UV_ENOMEM;
   lua_pushcfunction(L, spawn_protected);
   lua_insert(L, fn);
   if (lua_pcall(L, nargs + 1, 1, 0) != LUA_OK) {
