@@ -38,7 +38,7 @@
 /* Error codes beyond libuv's (which are negative errno values). */
 #define LOOM_EFAILED   (-20001)  /* the task failed; its error is pushed */
 #define LOOM_EDEADLOCK (-20002)  /* the loop ran dry while the task waited */
-#define LOOM_EEXIT     (-20003)  /* a task called os.exit; see loom_exit_code */
+#define LOOM_EEXIT     (-20003)  /* a task called os.exit: loom_exit_code */
 #define LOOM_ECLOSED   (-20004)  /* the runtime is closing or closed */
 #define LOOM_EFILE     (-20005)  /* a script cannot be opened or read */
 #define LOOM_ESYNTAX   (-20006)  /* a script does not compile */
@@ -178,7 +178,8 @@ LOOM_API int loom_task_results(lua_State *L, loom_task_t *t, int *nresults);
 ** message pushed, if the loop ran dry while it still waited; or
 ** LOOM_EEXIT, nothing pushed, if a task called os.exit (then the runtime
 ** runs nothing more: close the state). Returns UV_EBUSY when called from
-** inside a task, while the loop runs or after os.exit; UV_ENOMEM, nothing
+** inside a task or a post's fn, while the loop runs (from loom_run) or
+** after os.exit; UV_ENOMEM, nothing
 ** pushed, if memory ran out before it could start, or inside the
 ** scheduler (then the runtime runs nothing more: close the state).
 */

@@ -144,9 +144,12 @@ LOOM_API loom_task_t *loom_task_ref(lua_State *L, int idx) {
 /* Pushes the referenced task t, or returns 0 pushing nothing. Reads raw
 ** fields only: never raises (the caller made room for 2). */
 static int push_ref(lua_State *L, loom_task_t *t) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) != LUA_TTABLE ||
-      lua_rawgetp(L, -1, t) != LUA_TUSERDATA) {
-    lua_pop(L, lua_type(L, -1) == LUA_TTABLE ? 1 : 2);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) != LUA_TTABLE) {
+    lua_pop(L, 1);  /* no task was ever referenced */
+    return 0;
+  }
+  if (lua_rawgetp(L, -1, t) != LUA_TUSERDATA) {
+    lua_pop(L, 2);
     return 0;
   }
   lua_remove(L, -2);

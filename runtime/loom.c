@@ -392,7 +392,8 @@ LOOM_API int loom_run(lua_State *L, int *nresults) {
   loom_task_t *t = lm && idx > 0 ? loom__totask(L, lm, -1) : NULL;
   if (nresults) *nresults = 0;
   if (lm != NULL && lm->sched_error) return UV_ENOMEM;
-  if (lm == NULL || lm->running || lm->current || lm->exiting)
+  if (lm == NULL || lm->running || lm->current || lm->exiting ||
+      loom__post_busy(lm))  /* a post's fn: inside the loop's callback */
     return UV_EBUSY;
   if (!lua_checkstack(lm->L, LUA_MINSTACK) || !lua_checkstack(L, 4))
     return UV_ENOMEM;  /* the scheduler's scratch, and the outcome's */

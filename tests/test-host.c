@@ -116,7 +116,13 @@ static void test_task_refs(void) {
   lua_State *L = test_newloom(NULL, &lm);
   ASSERT_INT_EQ(loom_spawn_string(L, "sleep(0.01) return 'a', nil, 3",
                                   "=t"), 0);
-  loom_task_t *t = loom_task_ref(L, -1);
+  /* before any ref was taken: a pointer loom does not hold */
+  loom_task_t *t = lua_touserdata(L, -1);
+  ASSERT_INT_EQ(loom_task_push(L, t), UV_EINVAL);
+  ASSERT_INT_EQ(lua_gettop(L), 1);
+  loom_task_unref(L, t);
+  ASSERT_INT_EQ(lua_gettop(L), 1);
+  t = loom_task_ref(L, -1);
   ASSERT(t != NULL);
   ASSERT(loom_task_ref(L, -1) == t);  /* a second ref */
   lua_pop(L, 1);
@@ -316,6 +322,11 @@ static void close_from_post(loom_t *lm, void *ud) {
   if (lm != NULL) post_result = loom_close(loom_lua(lm));
 }
 
+static void run_from_post(loom_t *lm, void *ud) {
+  (void)ud;
+  if (lm != NULL) post_result = loom_run(loom_lua(lm), NULL);
+}
+
 static void test_loom_close(void) {
   loom_t *lm;
   int n;
@@ -334,6 +345,12 @@ static void test_loom_close(void) {
   /* inside a post's fn */
   ASSERT_INT_EQ(loom_post(lm, close_from_post, NULL), 0);
   ASSERT_INT_EQ(loom_run(L, NULL), 0);
+  ASSERT_INT_EQ(post_result, UV_EBUSY);
+  /* loom_run from a post's fn while the host runs the loop: uv_run would
+  ** nest */
+  post_result = 1;
+  ASSERT_INT_EQ(loom_post(lm, run_from_post, NULL), 0);
+  uv_run(loom_loop(lm), UV_RUN_NOWAIT);
   ASSERT_INT_EQ(post_result, UV_EBUSY);
   /* from the host's own code: closes */
   ASSERT_INT_EQ(loom_close(L), 0);
