@@ -221,11 +221,16 @@ static int run_script(lua_State *L, cli_t *c) {
   if (strcmp(fname, "-") == 0 && strcmp(argv[c->script - 1], "--") != 0)
     fname = NULL;  /* stdin */
   loaded(L, c, luaL_loadfile(L, fname));
-  int n = 0;
-  for (int i = c->script + 1; i < c->argc; i++, n++) {
-    luaL_checkstack(L, 1, "too many arguments to script");
-    lua_pushstring(L, argv[i]);
-  }
+  /* as lua.c: the script's ... is the global arg as it is now, after the
+  ** -e chunks ran (which may have changed it) */
+  c->load_error = 1;  /* an error here is reported as lua.c does: bare */
+  if (lua_getglobal(L, "arg") != LUA_TTABLE)
+    return luaL_error(L, "'arg' is not a table");
+  int n = (int)luaL_len(L, -1);
+  luaL_checkstack(L, n + 3, "too many arguments to script");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  lua_remove(L, -n - 1);
+  c->load_error = 0;
   return call_then(L, n, 0, STEP_END);
 }
 

@@ -227,6 +227,29 @@ static void push_spawned_at(lua_State *L, int rec, int line,
   }
 }
 
+/* A traceback re-raised through awaits grows by a few lines per await; a
+** chain of them (nested gathers) would make it grow without bound and
+** cost quadratic time. Past this size, its middle is cut. */
+#define TRACEBACK_MAX 4096
+
+/* Replaces the string on top with its head and tail, cut at lines. */
+static void cap_traceback(lua_State *L) {
+  size_t len;
+  const char *tb = lua_tolstring(L, -1, &len);
+  if (len <= TRACEBACK_MAX) return;
+  const char *head_end = tb + TRACEBACK_MAX / 2;
+  while (head_end > tb && *head_end != '\n') head_end--;
+  const char *tail = tb + len - TRACEBACK_MAX / 2;
+  while (*tail != '\0' && *tail != '\n') tail++;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, tb, (size_t)(head_end - tb));
+  luaL_addstring(&b, "\n\t...\t(lines left out)");
+  luaL_addstring(&b, tail);
+  luaL_pushresult(&b);
+  lua_remove(L, -2);
+}
+
 void loom__stash_cause(lua_State *L, loom_task_t *me, int idx) {
   int top = lua_gettop(L);
   int rec = lua_absindex(L, idx);
@@ -238,6 +261,7 @@ void loom__stash_cause(lua_State *L, loom_task_t *me, int idx) {
     lua_settop(L, top);  /* a cancellation: nothing to tell */
     return;
   }
+  cap_traceback(L);
   push_spawned_at(L, rec, f->spawn_line, "awaited here:");
   lua_concat(L, 2);
   lua_rawseti(L, top + 1, 2);

@@ -114,6 +114,9 @@ struct loom {
   loom__link failures;       /* unreported failures, in the order they
                                 failed (error.c) */
   int failure_index_ref;     /* registry: weak, address -> failure */
+  int failure_handled;       /* set by a waiter's fire: it takes the
+                                failure of the finishing task as seen (a
+                                gather: as Promise.all and asyncio do) */
   uint32_t pool_count;
   int exit_requested, exit_code, exit_close;
   int reported;              /* failures reported since last asked */
@@ -194,6 +197,9 @@ void loom__task_resume(loom_t *lm, loom_task_t *t);
 int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
                        const char *fname);
 void loom__task_first_result(lua_State *L, loom_task_t *t, int idx);
+/* Marks the failure of the task at idx retrieved, if it failed: for a
+** waiter that saw it but is cancelled before it could raise it. */
+void loom__task_retrieve(lua_State *L, loom_t *lm, loom_task_t *t, int idx);
 /* Pushes the error of a failed or cancelled task at idx. */
 void loom__push_task_error(lua_State *L, loom_t *lm, int idx);
 int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);

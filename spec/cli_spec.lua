@@ -134,6 +134,35 @@ describe("loom -e", function()
   end)
 end)
 
+describe("loom: the script's ... from the global arg", function()
+  after_each(cli.cleanup)
+
+  it("is built from arg as -e chunks left it, for stdin", function()
+    local out = same_as_lua({ "-e", "arg[1] = 100", "-" },
+      { stdin = "print(...)" })
+    assert.equal("100\n", out)
+  end)
+
+  it("is built from arg as -e chunks left it, for a file", function()
+    local file = cli.tmpfile("print(select('#', ...), ...)\n", ".lua")
+    local out = same_as_lua({ "-e", "arg[2] = 'z' arg[3] = nil", file, "x", "y", "w" })
+    assert.equal("2\tx\tz\n", out)
+  end)
+
+  it("'arg' that is not a table: lua's message, exit 1", function()
+    local file = cli.tmpfile("print('not reached')\n", ".lua")
+    local out, err, code = same_as_lua({ "-e", "arg = 1", file })
+    assert.same({ "", "lua: 'arg' is not a table\n", 1 }, { out, err, code })
+  end)
+
+  it("an arg whose __len fails: lua's message, no traceback", function()
+    local file = cli.tmpfile("print('not reached')\n", ".lua")
+    local _, err, code = same_as_lua({ "-e",
+      "arg = setmetatable({}, {__len = function() return 'x' end})", file })
+    assert.same({ "lua: object length is not an integer\n", 1 }, { err, code })
+  end)
+end)
+
 describe("loom -l", function()
   local dir
   before_each(function()
