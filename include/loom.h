@@ -60,9 +60,10 @@ typedef void (*loom_report_fn)(loom_t *lm, const char *report, void *ud);
 ** gives this module (even from loom.so: it never opens a second runtime).
 **
 ** Closing: lua_close(L) closes the runtime. Every unfinished task is
-** closed as coroutine.close would: its pending <close> variables run, with
-** a nil error, where they cannot wait (a loom function called there
-** raises "loom: the runtime is closed"), and nothing else of it runs.
+** closed as coroutine.close would: its pending <close> variables run
+** (with a nil error, or the one an inner handler raised), where they
+** cannot wait (a loom function called there raises "loom: the runtime is
+** closed"), and nothing else of it runs.
 ** Async C functions still waiting get their on_cancel, posts still queued
 ** get fn(NULL, ud), and every handle loom opened is closed. With loom's
 ** own loop, all is freed before lua_close returns. With the host's loop,

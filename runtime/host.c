@@ -260,11 +260,12 @@ LOOM_API int loom_close(lua_State *L) {
 }
 
 /* At lua_close (the runtime's finalizer): every unfinished task lets go
-** of what it waits on (the waits' cancel hooks run, as for a
-** cancellation) and is closed as coroutine.close closes a coroutine: its
-** pending <close> variables run, with a nil error, in a place where they
-** cannot wait; loom functions there raise "the runtime is closed" (the
-** box is already cleared), and lua_resetthread swallows what they raise.
+** of what it waits on (loom__detach: the waits' cancel hooks run) and is
+** closed as coroutine.close closes a coroutine: its pending <close>
+** variables run, with a nil error (or an inner handler's error), in a
+** place where they cannot wait; loom functions there raise "the runtime
+** is closed" (the box is already cleared), and lua_resetthread swallows
+** what they raise.
 ** The task running now (lua_close from inside a task: os.exit) is left
 ** alone, and so are tasks that never started: they have nothing to close.
 */

@@ -1,9 +1,9 @@
 -- Closing the state with tasks unfinished (the end of a loom process, a
 -- host's lua_close, lua5.4 exiting with loom.so loaded): each such task is
 -- closed as coroutine.close would close it. Its pending <close> variables
--- run once, innermost first, with a nil error; they cannot wait there (a
--- loom function raises "loom: the runtime is closed", and the error is
--- dropped); nothing else of the task runs.
+-- run once, innermost first, with a nil error (or an inner one's error);
+-- they cannot wait there (a loom function raises "loom: the runtime is
+-- closed", and the last error is dropped); nothing else of the task runs.
 local it = require("spec.support.task").it
 local cli = require "spec.support.cli"
 
@@ -51,6 +51,23 @@ describe("closing the state", function()
     assert.same({ "d closed\nfalse\tloom: the runtime is closed\n", "", 0 },
                 { out, err, code })
   end)
+
+  it("hands an inner handler's error to the outer ones, as Lua does",
+    function()
+      local out, err, code = run([[
+        spawn(function()
+          local outer <close> = setmetatable({}, {__close = function(_, e)
+            print("outer got " .. tostring(e))
+          end})
+          local inner <close> = setmetatable({}, {__close = function()
+            error("inner failed", 0)
+          end})
+          loom.future():await()
+        end)
+        sleep(0)
+      ]])
+      assert.same({ "outer got inner failed\n", "", 0 }, { out, err, code })
+    end)
 
   it("closes sleeping tasks and tasks in a gather on os.exit(code, true)",
     function()
