@@ -243,3 +243,44 @@ int loom_run(lua_State *L, int *nresults) {
   }
   return t ? main_outcome(L, lm, t, idx, nresults) : 0;
 }
+
+/* ---- for hosts that drive a prompt (the loom REPL) ------------------ */
+
+lua_State *loom_running(loom_t *lm) {
+  return lm->current != NULL ? lm->inner : NULL;
+}
+
+int loom_task_outcome(lua_State *L, int idx, int *nresults) {
+  loom_t *lm = loom_get(L);
+  loom_task_t *t = lm ? loom__totask(L, lm, idx) : NULL;
+  if (nresults) *nresults = 0;
+  if (t == NULL) return UV_EINVAL;
+  if (t->state < LOOM_DONE) return UV_EAGAIN;
+  idx = lua_absindex(L, idx);
+  if (t->state == LOOM_DONE) {
+    int n = loom__task_results(L, lm, t, idx);  /* cannot raise: done */
+    if (nresults) *nresults = n;
+    return 0;
+  }
+  t->flags |= LOOM_TF_RETRIEVED;
+  lua_getiuservalue(L, idx, 1);  /* the record */
+  lua_rawgeti(L, -1, LOOM_REC_ERROR);
+  lua_rawgeti(L, -2, LOOM_REC_TRACEBACK);  /* a string or nil */
+  lua_remove(L, -3);
+  return LOOM_EFAILED;
+}
+
+int loom_cancel_all(loom_t *lm) {
+  lua_State *L = lm->L;
+  int n = 0;
+  /* cancel hooks only unlink and queue: the live table stays as it is */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  for (uint32_t i = 1; i <= lm->live_count; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i);
+    loom_task_t *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t != NULL && t != lm->current && loom__task_cancel(lm, t)) n++;
+  }
+  lua_pop(L, 1);
+  return n;
+}
