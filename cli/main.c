@@ -318,22 +318,31 @@ static int panic(lua_State *L) {
   return 0;
 }
 
-/* Warnings as lua(1) shows them: off until "@on", in pieces. */
+/* Warnings as lua(1) shows them (lauxlib's warnfoff, warnfon and
+** warnfcont): off until "@on"; a one-piece message starting with '@' is a
+** control message, also the last piece of one while warnings are off. */
 typedef struct { int on, cont; } warn_state;
+
+static int warn_control(warn_state *w, const char *msg, int tocont) {
+  if (tocont || msg[0] != '@') return 0;
+  if (strcmp(msg, "@off") == 0) w->on = 0;
+  else if (strcmp(msg, "@on") == 0) w->on = 1;
+  return 1;
+}
 
 static void warn(void *ud, const char *msg, int tocont) {
   warn_state *w = ud;
-  if (!w->cont && msg[0] == '@') {  /* a control message */
-    if (strcmp(msg, "@on") == 0) w->on = 1;
-    else if (strcmp(msg, "@off") == 0) w->on = 0;
-    return;
+  if (!w->cont) {
+    if (!w->on) {
+      warn_control(w, msg, tocont);
+      return;
+    }
+    if (warn_control(w, msg, tocont)) return;
+    fputs("Lua warning: ", stderr);
   }
-  if (w->on) {
-    if (!w->cont) fputs("Lua warning: ", stderr);
-    fputs(msg, stderr);
-    if (!tocont) fputs("\n", stderr);
-    fflush(stderr);
-  }
+  fputs(msg, stderr);
+  if (!tocont) fputs("\n", stderr);
+  fflush(stderr);
   w->cont = tocont;
 }
 
