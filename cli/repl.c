@@ -555,6 +555,7 @@ static char **complete(const char *word, void *ud) {
   char **out = NULL;
   (void)ud;
   /* no user code while completing: not even a finalizer */
+  int running = lua_gc(L, LUA_GCISRUNNING);
   lua_gc(L, LUA_GCSTOP);
   lua_pushcfunction(L, complete_list);
   lua_pushstring(L, word);
@@ -569,7 +570,7 @@ static char **complete(const char *word, void *ud) {
     }
   }
   lua_pop(L, 1);
-  lua_gc(L, LUA_GCRESTART);
+  if (running) lua_gc(L, LUA_GCRESTART);
   return out;
 }
 

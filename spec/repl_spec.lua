@@ -226,6 +226,16 @@ describe("the REPL on a terminal", function()
     assert.matches("\n%^?C?\nfalse\tCancelled: interrupted\n", out)
   end)
 
+  it("Ctrl-C at the prompt interrupts a background task that never yields",
+    function()
+      local out = text(session({
+        "t = spawn(function() while true do end end)",
+        { sleep = 0.3 }, { send = CTRL_C }, { sleep = 0.3 },
+        "t:status()",
+      }))
+      assert.matches("\n> t:status%(%)\ncancelled\n", out)
+    end)
+
   it("Ctrl-C at the prompt clears the line and a pending >> chunk",
     function()
       local r = session({

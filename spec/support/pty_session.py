@@ -19,6 +19,8 @@ The result: {"ok": bool, "error": text, "step": n, "status": exit code (or
 [when each step ended, in seconds from the start]}. Whatever happens the
 program is killed by the end (the overall timeout bounds it).
 """
+import codecs
+import fcntl
 import json
 import os
 import pty
@@ -28,7 +30,6 @@ import signal
 import struct
 import sys
 import termios
-import fcntl
 import time
 
 
@@ -162,7 +163,7 @@ def main():
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     raw = bytearray()
     screen = Screen(cols)
-    decoder = __import__("codecs").getincrementaldecoder("utf-8")("replace")
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     result = {"ok": True, "error": "", "step": 0, "status": None, "times": []}
     mark = 0  # where the next "expect" starts looking
 
