@@ -149,9 +149,10 @@ static void setup_editor(void) {
   rl_basic_word_break_characters = breaks;
   rl_completer_word_break_characters = breaks;
   rl_completion_append_character = '\0';
+  /* initializes libedit (rl_prep_terminal needs it before the first
+  ** prompt); rl_initialize again would drop the stifle */
   using_history();
   stifle_history(HISTORY_MAX);
-  rl_initialize();  /* for rl_prep_terminal before the first prompt */
 }
 
 static void install(lineedit *le) {
@@ -226,12 +227,26 @@ static void history_append(const char *path, const char *entry) {
   fclose(f);
 }
 
+/* Entries in the history file (its lines but the header). */
+static long history_entries(const char *path) {
+  FILE *f = fopen(path, "r");
+  long n = -1;
+  int c;
+  if (f == NULL) return 0;
+  while ((c = getc(f)) != EOF) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
 void lineedit_history(lineedit *le, const char *path) {
   if (!le->editor || path == NULL) return;
   free(le->history);
   le->history = strdup(path);
 #ifdef LOOM_HAVE_LIBEDIT
   read_history(path);  /* a missing file is an empty history */
+  /* appending makes it grow: once it holds twice what is kept, rewrite it
+  ** with the entries kept (the newest) */
+  if (history_entries(path) > 2 * HISTORY_MAX) write_history(path);
 #endif
 }
 

@@ -322,6 +322,26 @@ describe("the REPL on a terminal", function()
     rmdir(state)
   end)
 
+  it("keeps the history file from growing without end", function()
+    local state = tmpdir()
+    assert(os.execute("mkdir " .. cli.quote(state .. "/loom")))
+    local lines = { "_HiStOrY_V2_" }
+    for i = 1, 2500 do lines[#lines + 1] = "v\\040=\\040" .. i end
+    local f = assert(io.open(state .. "/loom/history", "w"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    -- Up recalls the newest entry: the file was read
+    local out = text(session({ { send = UP }, { sleep = 0.3 },
+      { send = ENTER }, { line = "> " }, "v" },
+      { env = { XDG_STATE_HOME = state } }))
+    assert.matches("\n> v\n2500\n", out)
+    local kept = slurp(state .. "/loom/history")
+    local _, n = kept:gsub("\n", "")
+    assert.equal(1 + 1000 + 1, n)  -- header, the newest 1000, then "v"
+    assert.matches("^_HiStOrY_V2_\nv\\040=\\0401501\n", kept)
+    rmdir(state)
+  end)
+
   it("completes globals, fields and methods (a Task's, a future's) with "
     .. "Tab, running no user code", function()
     local r = session({

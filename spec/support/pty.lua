@@ -29,12 +29,6 @@ local HELPER = "spec/support/pty_session.py"
 local function environment(opts)
   local env = { LUA_INIT = json.null, LUA_INIT_5_4 = json.null,
     XDG_STATE_HOME = json.null, HOME = "/nonexistent" }
-  if cli.SANITIZE then  -- libedit's own leak at start (see the file)
-    local p = io.popen("pwd")  -- specs run from the top of the tree
-    local dir = p:read("l")
-    p:close()
-    env.LSAN_OPTIONS = "suppressions=" .. dir .. "/spec/support/lsan.supp"
-  end
   for k, v in pairs(opts.env or {}) do
     env[k] = v == false and json.null or v
   end
