@@ -140,4 +140,31 @@ LOOM_API void loom_call_reject(loom_call_t *call);
 */
 LOOM_API int loom_push_errmsg(lua_State *L, int idx);
 
+/*
+** The thread running Lua code for the runtime right now: the running
+** task's thread, or a coroutine resumed inside it; NULL while no task runs
+** (the loop waits, or runs C). It only reads the runtime, so a signal
+** handler may call it, e.g. to set a hook on that thread as lua.c's
+** laction does for Ctrl-C, and interrupt code that never waits.
+*/
+LOOM_API lua_State *loom_running(loom_t *lm);
+
+/*
+** For the Task at idx (left in place), once it has finished: pushes its
+** results and returns 0 (their count in *nresults when not NULL); or, if
+** it failed or was cancelled, pushes its error value and a traceback (a
+** string, or nil for a cancellation) and returns LOOM_EFAILED, the
+** failure then counting as retrieved. Returns UV_EAGAIN, nothing pushed,
+** while the task has not finished, and UV_EINVAL if the value is not a
+** Task. Raises only memory errors.
+*/
+LOOM_API int loom_task_outcome(lua_State *L, int idx, int *nresults);
+
+/*
+** Cancels, as task:cancel() does, every unfinished task but the one
+** running; returns how many. They unwind (their cleanup runs) as the
+** loop goes on. Does not call Lua.
+*/
+LOOM_API int loom_cancel_all(loom_t *lm);
+
 #endif
