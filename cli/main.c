@@ -2,8 +2,11 @@
 ** main.c: the loom command. It reads its arguments as lua(1) does, but
 ** runs everything (LUA_INIT, -e, -l, the script or stdin) in one main
 ** task, so the main chunk can await; then runs the loop until no work
-** remains (Node's rule) and exits 0, or 1 with the error on stderr.
+** remains (Node's rule) and exits 0, or 1 with the error on stderr. With
+** -i, or alone on a terminal, the main task ends by starting the REPL
+** (repl.c), which then runs until the end of input.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +17,14 @@
 
 #include "alloc.h"
 #include "loom.h"
+#include "repl.h"
 
 #define HAS_E 0x01  /* -e */
 #define HAS_V 0x02  /* -v */
 #define HAS_BIG_E 0x04  /* -E */
 #define HAS_W 0x08  /* -W */
 #define HAS_H 0x10  /* -h */
+#define HAS_I 0x20  /* -i */
 
 typedef struct cli {
   int argc;
@@ -46,6 +51,7 @@ static void print_usage(const char *badoption) {
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
+          "  -i        enter interactive mode after executing 'script'\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
@@ -69,6 +75,7 @@ static void print_help(void) {
          "Runs a Lua 5.4 script as a task on an event loop: the script can\n"
          "sleep, spawn tasks, gather and await them. Options as lua(1):\n"
          "  -e stat   execute string 'stat'\n"
+         "  -i        enter interactive mode after executing 'script'\n"
          "  -l mod    require library 'mod' into global 'mod'\n"
          "  -v        show version information\n"
          "  -E        ignore environment variables\n"
@@ -102,6 +109,10 @@ static int collect_args(cli_t *c) {
       case 'W':
         if (argv[i][2] != '\0') break;
         c->flags |= HAS_W;
+        continue;
+      case 'i':  /* implies -v, as in lua.c */
+        if (argv[i][2] != '\0') break;
+        c->flags |= HAS_I | HAS_V;
         continue;
       case 'v':
         if (argv[i][2] != '\0') break;
@@ -149,7 +160,8 @@ static void create_arg_table(lua_State *L, cli_t *c) {
 enum { STEP_INIT = 0, STEP_ARGS = 1 };
 #define STEP_SCRIPT  (1 << 24)
 #define STEP_STDIN   (STEP_SCRIPT + 1)
-#define STEP_END     (STEP_SCRIPT + 2)
+#define STEP_REPL    (STEP_SCRIPT + 2)
+#define STEP_END     (STEP_SCRIPT + 3)
 #define SET_GLOBAL   (1 << 28)   /* -l: the result goes into c->global */
 
 static int steps(lua_State *L, cli_t *c, int step);
@@ -231,7 +243,22 @@ static int run_script(lua_State *L, cli_t *c) {
   for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
   lua_remove(L, -n - 1);
   c->load_error = 0;
-  return call_then(L, n, 0, STEP_END);
+  return call_then(L, n, 0, STEP_REPL);
+}
+
+/* Whether the loom command starts its REPL once the steps are done: with
+** -i, or with nothing to run and stdin a terminal (lua.c's rule). */
+static int wants_repl(const cli_t *c) {
+  return (c->flags & HAS_I) ||
+         (!c->script && !(c->flags & (HAS_E | HAS_V)) &&
+          isatty(STDIN_FILENO));
+}
+
+static int run_repl(lua_State *L, cli_t *c) {
+  if (!(c->flags & HAS_V)) print_version();  /* as lua.c, after the rest */
+  if (repl_start(L, loom_get(L)) != 0)
+    return luaL_error(L, "cannot start the REPL: not enough memory");
+  return 0;
 }
 
 static int steps(lua_State *L, cli_t *c, int step) {
@@ -243,15 +270,45 @@ static int steps(lua_State *L, cli_t *c, int step) {
     return steps(L, c, c->script ? STEP_SCRIPT : STEP_STDIN);
   }
   if (step == STEP_SCRIPT) return run_script(L, c);
-  if (step == STEP_STDIN && !(c->flags & (HAS_E | HAS_V))) {
+  if (step == STEP_STDIN && !(c->flags & (HAS_E | HAS_V)) &&
+      !wants_repl(c)) {
     loaded(L, c, luaL_loadfile(L, NULL));
     return call_then(L, 0, 0, STEP_END);
   }
+  if (step <= STEP_REPL && wants_repl(c)) return run_repl(L, c);
   return 0;
 }
 
 static int main_body(lua_State *L) {
   return steps(L, lua_touserdata(L, 1), STEP_INIT);
+}
+
+/* ---- Ctrl-C while a script runs, as lua.c's laction ---------------- */
+
+static loom_t *interrupt_lm;
+
+static void lstop(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/* Lua code is running: a hook stops it at the next instruction (a second
+** Ctrl-C ends the process). The loop is waiting: end the process now, as
+** without a handler. */
+static void laction(int sig) {
+  lua_State *T = loom_running(interrupt_lm);
+  signal(sig, SIG_DFL);
+  if (T == NULL) raise(sig);  /* delivered as the handler returns */
+  else lua_sethook(T, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void set_sigint(void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
 }
 
 /* ---- the process ---------------------------------------------------- */
@@ -263,22 +320,31 @@ static int panic(lua_State *L) {
   return 0;
 }
 
-/* Warnings as lua(1) shows them: off until "@on", in pieces. */
+/* Warnings as lua(1) shows them (lauxlib's warnfoff, warnfon and
+** warnfcont): off until "@on"; a one-piece message starting with '@' is a
+** control message, also the last piece of one while warnings are off. */
 typedef struct { int on, cont; } warn_state;
+
+static int warn_control(warn_state *w, const char *msg, int tocont) {
+  if (tocont || msg[0] != '@') return 0;
+  if (strcmp(msg, "@off") == 0) w->on = 0;
+  else if (strcmp(msg, "@on") == 0) w->on = 1;
+  return 1;
+}
 
 static void warn(void *ud, const char *msg, int tocont) {
   warn_state *w = ud;
-  if (!w->cont && msg[0] == '@') {  /* a control message */
-    if (strcmp(msg, "@on") == 0) w->on = 1;
-    else if (strcmp(msg, "@off") == 0) w->on = 0;
-    return;
+  if (!w->cont) {
+    if (!w->on) {
+      warn_control(w, msg, tocont);
+      return;
+    }
+    if (warn_control(w, msg, tocont)) return;
+    fputs("Lua warning: ", stderr);
   }
-  if (w->on) {
-    if (!w->cont) fputs("Lua warning: ", stderr);
-    fputs(msg, stderr);
-    if (!tocont) fputs("\n", stderr);
-    fflush(stderr);
-  }
+  fputs(msg, stderr);
+  if (!tocont) fputs("\n", stderr);
+  fflush(stderr);
   w->cont = tocont;
 }
 
@@ -341,11 +407,6 @@ int main(int argc, char **argv) {
     return EXIT_SUCCESS;
   }
   if (c.flags & HAS_V) print_version();
-  if (!c.script && !(c.flags & (HAS_E | HAS_V)) && isatty(STDIN_FILENO)) {
-    message("the interactive prompt is not available yet; "
-            "run 'loom script.lua' or 'loom -' to read stdin");
-    return EXIT_FAILURE;
-  }
 
   loom_pool *pool;
   warn_state w = { 0, 0 };
@@ -375,7 +436,11 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, main_body);
   lua_pushlightuserdata(L, &c);
   loom_spawn(L, 1);
+  interrupt_lm = lm;
+  set_sigint(laction);
   r = loom_run(L, NULL);
+  signal(SIGINT, SIG_DFL);
+  repl_shutdown();
   if (r == LOOM_EEXIT) {
     status = loom_exit_code(lm, &close_state);
     loom_report_unretrieved(lm);
@@ -387,7 +452,8 @@ int main(int argc, char **argv) {
   }
   if (r != 0) status = report_failure(L, &c, r);
   loom_report_unretrieved(lm);
-  if (loom_reported_total(lm) > 0) status = EXIT_FAILURE;
+  /* errors in the REPL's inputs were shown there and leave the status 0 */
+  if (loom_reported_total(lm) > 0 && !repl_started()) status = EXIT_FAILURE;
   lua_close(L);
   loom_pool_free(pool);
   return status;

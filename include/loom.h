@@ -155,13 +155,13 @@ LOOM_API int loom_task_status(loom_task_t *t);
 ** cannot grow. */
 LOOM_API int loom_task_push(lua_State *L, loom_task_t *t);
 /*
-** How the task ended, as loom_run tells it of its main task: 0 with its
-** results pushed (their count in *nresults when not NULL); LOOM_EFAILED
-** with its error value and a traceback (a string, or nil for a
-** cancellation) pushed, which counts as retrieving the error; UV_EAGAIN,
-** nothing pushed, if it has not finished; UV_EINVAL with a message pushed
-** if t is not referenced any more (nothing pushed if L has no runtime);
-** UV_ENOMEM with a message pushed (nothing if the stack cannot grow).
+** How the task ended, as loom_task_outcome (below) tells it for a Task on
+** the stack: 0 with its results pushed (their count in *nresults when not
+** NULL); LOOM_EFAILED with its error value and a traceback (a string, or
+** nil for a cancellation) pushed, which counts as retrieving the error;
+** UV_EAGAIN, nothing pushed, if it has not finished; UV_EINVAL with a
+** message pushed if t is not referenced any more (nothing pushed if L has
+** no runtime); UV_ENOMEM, nothing pushed, if the stack cannot grow.
 */
 LOOM_API int loom_task_results(lua_State *L, loom_task_t *t, int *nresults);
 
@@ -305,5 +305,34 @@ LOOM_API int loom_post(loom_t *lm, void (*fn)(loom_t *lm, void *ud),
                        void *ud);
 LOOM_API int loom_acquire(loom_t *lm);
 LOOM_API void loom_release(loom_t *lm);
+
+/*
+** The thread running Lua code for the runtime right now: the running
+** task's thread, or a coroutine resumed inside it; NULL while no task runs
+** (the loop waits, or runs C). It only reads the runtime, so a signal
+** handler may call it, e.g. to set a hook on that thread as lua.c's
+** laction does for Ctrl-C, and interrupt code that never waits.
+*/
+LOOM_API lua_State *loom_running(loom_t *lm);
+
+/*
+** For the Task at idx (left in place), once it has finished: pushes its
+** results and returns 0 (their count in *nresults when not NULL); or, if
+** it failed or was cancelled, pushes its error value and a traceback (a
+** string, or nil for a cancellation) and returns LOOM_EFAILED, the
+** failure then counting as retrieved. Returns UV_EAGAIN, nothing pushed,
+** while the task has not finished, UV_EINVAL if the value is not a Task,
+** UV_ENOMEM, nothing pushed, if the stack cannot grow; if memory runs out
+** on the way, LOOM_EFAILED with the memory error and nil pushed. Never
+** raises. (loom_task_results does the same for a task held from C.)
+*/
+LOOM_API int loom_task_outcome(lua_State *L, int idx, int *nresults);
+
+/*
+** Cancels, as task:cancel() does, every unfinished task but the one
+** running; returns how many. They unwind (their cleanup runs) as the
+** loop goes on. Does not call Lua.
+*/
+LOOM_API int loom_cancel_all(loom_t *lm);
 
 #endif

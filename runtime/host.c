@@ -185,53 +185,17 @@ LOOM_API int loom_task_push(lua_State *L, loom_task_t *t) {
   return push_ref(L, t) ? 0 : UV_EINVAL;
 }
 
-/* [task] -> [code, results...] or [code, error, traceback] */
-static int results_protected(lua_State *L) {
-  loom_t *lm = loom_get(L);
-  loom_task_t *t = lua_touserdata(L, 1);
-  loom__failure *f;
-  switch (t->state) {
-    case LOOM_DONE:
-      lua_pushinteger(L, 0);
-      loom__task_results(L, lm, t, 1, "loom_task_results");
-      break;
-    case LOOM_FAILED:
-    case LOOM_CANCELLED:
-      lua_pushinteger(L, LOOM_EFAILED);
-      lua_getiuservalue(L, 1, 1);
-      f = loom__tofailure(L, lm, -1);
-      if (f == NULL)
-        return luaL_error(L, "loom_task_results: the task's record was "
-                          "tampered with");
-      loom__failure_retrieved(f);
-      loom__failure_error(L, 3);
-      loom__failure_traceback(L, 3);
-      lua_remove(L, 3);
-      break;
-    default:
-      lua_pushinteger(L, UV_EAGAIN);
-      break;
-  }
-  lua_remove(L, 1);
-  return lua_gettop(L);
-}
-
 LOOM_API int loom_task_results(lua_State *L, loom_task_t *t, int *nresults) {
-  loom_t *lm = loom_get(L);
-  int top = lua_gettop(L), r;
   if (nresults) *nresults = 0;
-  if (lm == NULL) return UV_EINVAL;
-  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
-  lua_pushcfunction(L, results_protected);
+  if (loom_get(L) == NULL) return UV_EINVAL;
+  if (!lua_checkstack(L, 1)) return UV_ENOMEM;
   if (!push_ref(L, t)) {
-    lua_pop(L, 1);
     lua_pushliteral(L, "loom_task_results: the task is not referenced");
     return UV_EINVAL;
   }
-  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) return UV_ENOMEM;
-  r = (int)lua_tointeger(L, top + 1);
-  lua_remove(L, top + 1);
-  if (r == 0 && nresults) *nresults = lua_gettop(L) - top;
+  int idx = lua_gettop(L);
+  int r = loom_task_outcome(L, idx, nresults);
+  lua_remove(L, idx);
   return r;
 }
 

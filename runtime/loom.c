@@ -438,3 +438,46 @@ LOOM_API int loom_run(lua_State *L, int *nresults) {
   if (r == 0 && nresults) *nresults = lua_gettop(L) - idx + 1;
   return r;
 }
+
+/* ---- for hosts that drive a prompt (the loom REPL) ------------------ */
+
+LOOM_API lua_State *loom_running(loom_t *lm) {
+  return lm->current != NULL ? lm->inner : NULL;
+}
+
+LOOM_API int loom_task_outcome(lua_State *L, int idx, int *nresults) {
+  loom_t *lm = loom_get(L);
+  loom_task_t *t = lm ? loom__totask(L, lm, idx) : NULL;
+  int top = lua_gettop(L), r;
+  if (nresults) *nresults = 0;
+  if (t == NULL) return UV_EINVAL;
+  if (t->state < LOOM_DONE) return UV_EAGAIN;
+  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, outcome_protected);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+    lua_pushnil(L);  /* the memory error, and no traceback */
+    return LOOM_EFAILED;
+  }
+  r = (int)lua_tointeger(L, top + 1);
+  lua_remove(L, top + 1);
+  if (r == 0 && nresults) *nresults = lua_gettop(L) - top;
+  return r;
+}
+
+LOOM_API int loom_cancel_all(loom_t *lm) {
+  lua_State *L = lm->L;
+  int n = 0;
+  /* cancel hooks only let go and queue: the live table stays as it is */
+  if (!lua_checkstack(L, 2)) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  for (uint32_t i = 1; i <= lm->live_count; i++) {
+    lua_rawgeti(L, -1, 2 * (lua_Integer)i - 1);  /* the task of pair i */
+    loom_task_t *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t != NULL && t != lm->current && loom__cancel(lm, t, NULL)) n++;
+  }
+  lua_pop(L, 1);
+  return n;
+}
