@@ -370,6 +370,7 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, main_body);
   lua_pushlightuserdata(L, &c);
   loom_spawn(L, 1);
+  loom_catch_sigint(L, -1);  /* Ctrl-C cancels the main task (loom.h) */
   r = loom_run(L, NULL);
   if (r == LOOM_EEXIT) {
     status = loom_exit_code(lm, &close_state);
@@ -380,7 +381,12 @@ int main(int argc, char **argv) {
     }
     exit(status);
   }
-  if (r != 0) status = report_failure(L, &c, r);
+  if (r != 0 && loom_interrupted(lm)) {  /* cancelled by Ctrl-C */
+    message("interrupted");
+    status = 130;
+  } else if (r != 0) {
+    status = report_failure(L, &c, r);
+  }
   loom_report_unretrieved(lm);
   if (loom_reported_total(lm) > 0) status = EXIT_FAILURE;
   lua_close(L);

@@ -1,0 +1,4 @@
+-- loom.to_thread(fn, ...): runs fn(...) in a worker thread with a Lua state
+-- of its own and returns its results (loom.worker.run, bindings/worker.c).
+-- Served as loom.to_thread by the loom table's lazy loading.
+return require("loom.worker").run
