@@ -257,7 +257,8 @@ int loom__dns_family(lua_State *L, int opts, const char *fname) {
 
 static int l_resolve(lua_State *L) {
   size_t len;
-  const char *host = luaL_checklstring(L, 1, &len);
+  if (lua_type(L, 1) != LUA_TSTRING) luaL_typeerror(L, 1, "string");
+  const char *host = lua_tolstring(L, 1, &len);
   if (len == 0 || strlen(host) != len)
     return luaL_argerror(L, 1, "host must be a non-empty name");
   int family = loom__dns_family(L, 2, "resolve");

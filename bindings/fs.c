@@ -400,9 +400,12 @@ static void job_cancel(loom_task_t *t, void *data, int woken) {
 
 static const loom__wait fs_wait = { "a file operation", job_cancel, NULL };
 
+/* A path: a string (not a number, which would make a file named after
+** it), with no zero byte. */
 static char *checkpath(lua_State *L, int idx) {
   size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string");
+  const char *p = lua_tolstring(L, idx, &len);
   if (strlen(p) != len) luaL_argerror(L, idx, "path contains a zero byte");
   if (len == 0) luaL_argerror(L, idx, "path is empty");
   return (char *)p;

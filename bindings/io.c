@@ -53,8 +53,9 @@ loom__io *loom__io_get(lua_State *L) {
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  static const char *const parts[] = { "op", "path", "address", "host" };
-  for (int i = 0; i < 4; i++) {
+  static const char *const parts[] = { "op", "path", "address", "host",
+                                        "signal" };
+  for (int i = 0; i < 5; i++) {
     if (lua_type(L, 1) == LUA_TTABLE &&
         lua_getfield(L, 1, parts[i]) == LUA_TSTRING) {
       luaL_addvalue(&b);

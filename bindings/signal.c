@@ -17,6 +17,7 @@
 ** subscribes to SIGINT takes it over (libuv's handler replaces ours) until
 ** its subscription ends, when ours is put back.
 */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,10 +281,16 @@ static struct {
 static volatile sig_atomic_t sigint_hits;
 static const char sigint_reason = 0;
 
+/* Ends the process as killed by SIGINT (so a shell sees it was), also
+** from inside the handler, where SIGINT is blocked until it returns. */
 static void die_by_sigint(void) {
+  sigset_t set;
   signal(SIGINT, SIG_DFL);
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
   raise(SIGINT);
-  _exit(130);  /* SIGINT blocked: still end */
+  _exit(130);  /* if it could not be delivered: end all the same */
 }
 
 static void on_sigint(int sig) {

@@ -102,7 +102,8 @@ static int resolved_k(lua_State *L, int status, lua_KContext ctx) {
 
 static const char *checkhost(lua_State *L, int idx) {
   size_t len;
-  const char *host = luaL_checklstring(L, idx, &len);
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string");
+  const char *host = lua_tolstring(L, idx, &len);
   if (len == 0 || strlen(host) != len)
     luaL_argerror(L, idx, "host must be a non-empty name or address");
   return host;
@@ -117,15 +118,16 @@ static int checkport(lua_State *L, int idx) {
 
 static int l_connect(lua_State *L) {
   const char *host = checkhost(L, 1);
-  int port = checkport(L, 2);
-  luaL_argcheck(L, port > 0, 2, "port must be from 1 to 65535");
+  lua_Integer port = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, port >= 1 && port <= 65535, 2,
+                "port must be from 1 to 65535");
   double ms = loom__io_opttimeout_field(L, 3, "connect");
   int family = loom__dns_family(L, 3, "connect"), nodelay = 1;
   if (loom__io_optfield(L, 3, "nodelay", "connect") != LUA_TNIL)
     nodelay = lua_toboolean(L, -1);
   lua_pop(L, 1);
   loom__stream_open_type(L, loom__io_get(L));
-  loom__netop *op = loom__netop_new(L, "connect", host, port, ms);
+  loom__netop *op = loom__netop_new(L, "connect", host, (int)port, ms);
   op->family = family;
   op->nodelay = (uint8_t)nodelay;
   return loom__netop_resolve(L, op, resolved_k);

@@ -76,63 +76,44 @@ static void job_free(job *j) {
 
 /* ---- encoding values ------------------------------------------------ */
 
-/* One value at idx into b; raises (in L) with what cannot be sent. what
-** names the value for messages ("argument #2"). */
-static void encode(lua_State *L, luaL_Buffer *b, int idx, int depth,
-                   const char *fname, const char *what);
+typedef struct mbuf { char *p; size_t len, cap; } mbuf;
 
-static void put(luaL_Buffer *b, const void *p, size_t n) {
-  luaL_addlstring(b, (const char *)p, n);
-}
-
-static void encode_table(lua_State *L, luaL_Buffer *b, int idx, int depth,
-                         const char *fname, const char *what) {
-  if (depth > MAX_DEPTH)
-    luaL_error(L, "%s: %s is nested too deeply (or has a cycle)", fname,
-               what);
-  if (lua_getmetatable(L, idx))
-    luaL_error(L, "%s: %s is a table with a metatable (only plain tables "
-               "can be sent)", fname, what);
-  luaL_checkstack(L, 4, "too deep");
-  luaL_addchar(b, 'T');
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    /* luaL_Buffer keeps its box on the stack: values above it are ours */
-    encode(L, b, lua_absindex(L, -2), depth + 1, fname, what);
-    encode(L, b, lua_absindex(L, -1), depth + 1, fname, what);
-    lua_pop(L, 1);
+static int mput(mbuf *m, const void *p, size_t n) {
+  if (m->len + n > m->cap) {
+    size_t cap = m->cap ? m->cap * 2 : 256;
+    while (cap < m->len + n) cap *= 2;
+    char *np = realloc(m->p, cap);
+    if (np == NULL) return -1;
+    m->p = np;
+    m->cap = cap;
   }
-  luaL_addchar(b, 'E');
+  memcpy(m->p + m->len, p, n);
+  m->len += n;
+  return 0;
 }
 
-static void encode(lua_State *L, luaL_Buffer *b, int idx, int depth,
-                   const char *fname, const char *what) {
+/* Raises, naming what ("argument #2"), if the value at idx cannot be
+** sent. Run before encoding, which then cannot fail but for memory. */
+static void check_value(lua_State *L, int idx, int depth, const char *fname,
+                        const char *what) {
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: luaL_addchar(b, 'n'); break;
-    case LUA_TBOOLEAN: luaL_addchar(b, lua_toboolean(L, idx) ? 't' : 'f');
-      break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        lua_Integer i = lua_tointeger(L, idx);
-        luaL_addchar(b, 'i');
-        put(b, &i, sizeof i);
-      } else {
-        lua_Number d = lua_tonumber(L, idx);
-        luaL_addchar(b, 'd');
-        put(b, &d, sizeof d);
-      }
-      break;
-    case LUA_TSTRING: {
-      size_t len;
-      const char *s = lua_tolstring(L, idx, &len);
-      luaL_addchar(b, 's');
-      put(b, &len, sizeof len);
-      put(b, s, len);
-      break;
-    }
+    case LUA_TNIL: case LUA_TBOOLEAN: case LUA_TNUMBER: case LUA_TSTRING:
+      return;
     case LUA_TTABLE:
-      encode_table(L, b, idx, depth, fname, what);
-      break;
+      if (depth > MAX_DEPTH)
+        luaL_error(L, "%s: %s is nested too deeply (or has a cycle)", fname,
+                   what);
+      if (lua_getmetatable(L, idx))
+        luaL_error(L, "%s: %s is a table with a metatable (only plain "
+                   "tables can be sent)", fname, what);
+      luaL_checkstack(L, 4, "too deep");
+      lua_pushnil(L);
+      while (lua_next(L, idx)) {
+        check_value(L, lua_absindex(L, -2), depth + 1, fname, what);
+        check_value(L, lua_absindex(L, -1), depth + 1, fname, what);
+        lua_pop(L, 1);
+      }
+      return;
     default:
       luaL_error(L, "%s: %s is or holds a %s (only nil, booleans, numbers, "
                  "strings and plain tables can be sent)", fname, what,
@@ -140,25 +121,69 @@ static void encode(lua_State *L, luaL_Buffer *b, int idx, int depth,
   }
 }
 
-/* Encodes n values from idx into a malloc'd block. Raises as encode. */
+/* Appends the (checked) value at idx; -1 if out of memory. */
+static int put_value(lua_State *L, mbuf *m, int idx) {
+  char tag;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      return mput(m, "n", 1);
+    case LUA_TBOOLEAN:
+      return mput(m, lua_toboolean(L, idx) ? "t" : "f", 1);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        tag = 'i';
+        return mput(m, &tag, 1) || mput(m, &i, sizeof i) ? -1 : 0;
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        tag = 'd';
+        return mput(m, &tag, 1) || mput(m, &d, sizeof d) ? -1 : 0;
+      }
+    case LUA_TSTRING: {
+      size_t len;
+      const char *str = lua_tolstring(L, idx, &len);
+      tag = 's';
+      return mput(m, &tag, 1) || mput(m, &len, sizeof len) ||
+             mput(m, str, len) ? -1 : 0;
+    }
+    default: {  /* a table, checked: its stack room was made then */
+      int r = mput(m, "T", 1);
+      lua_pushnil(L);
+      while (r == 0 && lua_next(L, idx)) {
+        r = put_value(L, m, lua_absindex(L, -2));
+        if (r == 0) r = put_value(L, m, lua_absindex(L, -1));
+        lua_pop(L, 1);
+      }
+      if (r != 0) {
+        lua_pop(L, 1);  /* the key lua_next left */
+        return -1;
+      }
+      return mput(m, "E", 1);
+    }
+  }
+}
+
+/* Encodes n values from idx into a malloc'd block. Raises (before any
+** allocation) on a value that cannot be sent, naming it. */
 static char *encode_values(lua_State *L, int idx, int n, size_t *len,
                            const char *fname, int first_arg) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
   for (int i = 0; i < n; i++) {
     char what[48];
     if (first_arg > 0) snprintf(what, sizeof what, "argument #%d",
                                 first_arg + i);
     else snprintf(what, sizeof what, "result #%d", i + 1);
-    encode(L, &b, idx + i, 0, fname, what);
+    check_value(L, idx + i, 0, fname, what);
   }
-  luaL_pushresult(&b);
-  const char *s = lua_tolstring(L, -1, len);
-  char *out = malloc(*len ? *len : 1);
-  if (out == NULL) luaL_error(L, "%s: not enough memory", fname);
-  memcpy(out, s, *len);
-  lua_pop(L, 1);
-  return out;
+  mbuf m = { NULL, 0, 0 };
+  int r = 0;
+  for (int i = 0; i < n && r == 0; i++) r = put_value(L, &m, idx + i);
+  if (r == 0 && m.p == NULL) r = mput(&m, "n", 1) ? -1 : 0;  /* not NULL */
+  if (r != 0) {
+    free(m.p);
+    luaL_error(L, "%s: not enough memory", fname);
+  }
+  *len = m.len;
+  return m.p;
 }
 
 typedef struct reader { const char *p, *end; } reader;
@@ -488,8 +513,6 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
   decode_values(L, p, len, n);
   return lua_gettop(L) - top;
 }
-
-typedef struct mbuf { char *p; size_t len, cap; } mbuf;
 
 /* lua_dump's writer: into malloc'd memory (a luaL_Buffer would have to be
 ** on top of the stack, where the function must be) */

@@ -104,8 +104,8 @@ function process.run(cmd, opts)
     local why = signal and ("was killed by " .. signal)
       or ("exited with code " .. code)
     error(err("EXIT", ("'%s' %s"):format(argv[1], why), {
-      path = argv[1], code = code, signal = signal, stdout = result.stdout,
-      stderr = result.stderr }), 2)
+      path = argv[1], exit_code = code, signal = signal,
+      stdout = result.stdout, stderr = result.stderr }), 2)
   end
   return result
 end

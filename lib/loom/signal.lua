@@ -15,13 +15,13 @@ local loom = require "loom"
 
 local spawn = loom.spawn
 
-local signal = { raise = core.raise, subscribe = core.subscribe }
+local signal = { subscribe = core.subscribe }
 
-local function checksignal(fname, name)
+local function checksignal(fname, name, nargs)
   if core.number(name) then return end
   local msg = type(name) == "string" and ("unknown signal '%s'"):format(name)
     or ("signal name expected, got %s"):format(
-      name == nil and "no value" or type(name))
+      nargs == 0 and "no value" or type(name))
   error(("bad argument #1 to '%s' (%s)"):format(fname, msg), 3)
 end
 
@@ -32,19 +32,21 @@ local function callable(f)
 end
 
 --- wait(name) -> name: suspends the task until the signal arrives.
-function signal.wait(name)
-  checksignal("wait", name)
+function signal.wait(...)
+  local name = ...
+  checksignal("wait", name, select("#", ...))
   local sub <close> = core.subscribe(name)
   return sub:wait()
 end
 
 --- on(name, fn) -> Subscription: runs fn(name) as a new task each time the
 --- signal arrives, until sub:close().
-function signal.on(name, fn)
+function signal.on(name, ...)
   checksignal("on", name)
+  local fn = ...
   if not callable(fn) then
     error(("bad argument #2 to 'on' (function expected, got %s)")
-      :format(fn == nil and "no value" or type(fn)), 2)
+      :format(select("#", ...) == 0 and "no value" or type(fn)), 2)
   end
   local sub = core.subscribe(name, false)
   spawn(function()
