@@ -271,7 +271,8 @@ static int do_tmpdir(fsjob *j) {
 static int filled(lfile *f, int fill, size_t need) {
   if (fill == FILL_N) return f->len >= need;
   if (fill == FILL_LINE) {
-    if (memchr(f->buf + f->start + f->scanned, '\n',
+    if (f->len > f->scanned &&
+        memchr(f->buf + f->start + f->scanned, '\n',
                f->len - f->scanned) != NULL)
       return 1;
     f->scanned = f->len;

@@ -1,5 +1,6 @@
 /*
-** worker.c: loom.worker (and loom.to_thread, its run): a Lua function run
+** worker.c: loom.worker.to_thread (also loom.to_thread) and
+** loom.worker.size: a Lua function run
 ** in a worker thread with a Lua state of its own, so CPU-heavy or
 ** blocking work does not freeze the loop.
 **
@@ -493,7 +494,7 @@ static pool *pool_of(lua_State *L, loom__io *io) {
   return p;
 }
 
-/* ---- loom.worker.run / loom.to_thread ------------------------------- */
+/* ---- loom.to_thread ------------------------------------------------- */
 
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
   job *j = (job *)ctx;
@@ -597,7 +598,7 @@ static int l_size(lua_State *L) {
 
 int luaopen_loom_worker(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"run", l_run}, {"size", l_size}, {NULL, NULL}
+    {"to_thread", l_run}, {"size", l_size}, {NULL, NULL}
   };
   if (loom_get(L) == NULL)
     return luaL_error(L, "loom.worker: require \"loom\" first");

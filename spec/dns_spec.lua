@@ -64,7 +64,9 @@ describe("loom.dns.resolve", function()
 
   it("many lookups at once", function()
     local jobs = {}
-    for i = 1, 50 do jobs[i] = function() return dns.resolve("localhost") end end
+    for i = 1, 50 do
+      jobs[i] = function() return dns.resolve("localhost") end
+    end
     for _, addrs in ipairs(gather(jobs)) do assert.is_true(#addrs >= 1) end
   end)
 

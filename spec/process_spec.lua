@@ -187,7 +187,8 @@ describe("loom.process", function()
       assert.matches("bad argument #2 to 'run' %(stdout must be \"inherit\"",
         error_of(process.run, "true", { stdout = "x" }))
       assert.matches("bad argument #1 to 'run' %(shell = true takes a "
-        .. "command string%)", error_of(process.run, { "a" }, { shell = true }))
+        .. "command string%)",
+        error_of(process.run, { "a" }, { shell = true }))
     end)
   end)
 

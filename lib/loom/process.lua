@@ -6,7 +6,7 @@
 --
 --   local r = loom.process.run({ "ls", "-l" }, { cwd = "/tmp" })
 --   print(r.code, r.stdout)
---   local r = loom.process.run("ls -l | wc -l", { shell = true, check = true })
+--   local r = loom.process.run("ls | wc -l", { shell = true, check = true })
 local core = require "loom.process.core"
 local loom = require "loom"
 local io_error = require("loom.io").Error
@@ -37,7 +37,9 @@ local function argv_of(cmd, opts)
     if cmd == "" then bad(1, "the command is empty", 4) end
     return { cmd }
   elseif type(cmd) == "table" then
-    if rawget(opts, "shell") then bad(1, "shell = true takes a command string", 4) end
+    if rawget(opts, "shell") then
+      bad(1, "shell = true takes a command string", 4)
+    end
     return cmd
   end
   bad(1, ("string or table expected, got %s"):format(

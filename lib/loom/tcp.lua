@@ -15,6 +15,10 @@ local spawn, sleep, is_cancelled = loom.spawn, loom.sleep, loom.is_cancelled
 
 local tcp = { connect = core.connect }
 
+-- core.listen under the name serve, so that its bad argument errors, which
+-- Lua names after the call site, say 'serve' when serve calls it
+core.serve = core.listen
+
 -- One connection: the handler's task. The stream is closed when the
 -- handler returns or fails (its failure is reported like any task's).
 local function serve_connection(handler, stream)
@@ -55,7 +59,7 @@ function tcp.serve(host, port, handler, opts)
   if handler == nil then
     error("bad argument #3 to 'serve' (function expected, got nil)", 2)
   end
-  local server <close> = core.listen(host, port, handler, opts)
+  local server <close> = core.serve(host, port, handler, opts)
   spawn(accept_loop, server, handler)
   server:wait()
 end
