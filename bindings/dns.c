@@ -12,19 +12,22 @@
 /* ---- the operation -------------------------------------------------- */
 
 static void op_free(loom__netop *op) {
+  loom__remove_closer(&op->closer);
   if (op->s != NULL) loom__stream_discard(op->s);
   free(op->addrs);
   free(op);
 }
 
-/* Stops the step in flight; its callback comes, and then only frees. */
+/* Stops the step in flight (once); its callback comes, and then only
+** frees. */
 static void op_abort(loom__netop *op) {
-  if (!op->pending) return;
-  if (op->s != NULL) {  /* connecting: closing the socket cancels it */
-    loom__stream_discard(op->s);
+  int stage = op->pending ? op->stage : NETOP_IDLE;
+  op->stage = NETOP_IDLE;
+  if (stage == NETOP_CONNECT && op->s != NULL) {
+    loom__stream_discard(op->s);  /* closing the socket cancels it */
     op->s = NULL;
-  } else {
-    uv_cancel((uv_req_t *)&op->gai);
+  } else if (stage == NETOP_LOOKUP) {
+    uv_cancel((uv_req_t *)&op->gai);  /* if it has not started */
   }
 }
 
@@ -64,6 +67,19 @@ static void on_timeout(loom__waiter *w, int failed) {
   }
 }
 
+/* The runtime closes first: a step in flight frees op in its callback. */
+static void op_close(loom_t *lm, loom__closer *c) {
+  loom__netop *op = (loom__netop *)((char *)c - offsetof(loom__netop,
+                                                         closer));
+  (void)lm;
+  op->owned = 0;
+  if (op->timer_h != NULL) {
+    loom__deadline_cancel(op->lm, &op->timer, op->timer_h);
+    op->timer_h = NULL;
+  }
+  if (!op->pending) op_free(op);
+}
+
 loom__netop *loom__netop_new(lua_State *L, const char *fname,
                              const char *host, int port, double timeout_ms) {
   loom__io *io = loom__io_get(L);
@@ -81,6 +97,8 @@ loom__netop *loom__netop_new(lua_State *L, const char *fname,
   op->port = port;
   op->family = AF_UNSPEC;
   memcpy(op->host, host, len + 1);
+  op->closer.close = op_close;
+  loom__add_closer(io->lm, &op->closer);
   if (timeout_ms >= 0) {
     op->timer.fire = on_timeout;
     op->timer_h = loom__deadline_start(io->lm, &op->timer, timeout_ms);
@@ -91,6 +109,7 @@ loom__netop *loom__netop_new(lua_State *L, const char *fname,
 int loom__netop_step_done(loom__netop *op, int status) {
   loom_t *lm = op->lm;
   op->pending = 0;
+  op->stage = NETOP_IDLE;
   loom__io_count(lm, &op->io->requests, -1);
   if (!op->owned || loom__closed(lm)) {
     op_free(op);
@@ -106,8 +125,10 @@ int loom__netop_step_done(loom__netop *op, int status) {
   return 0;
 }
 
-int loom__netop_suspend(lua_State *L, loom__netop *op, lua_KFunction k) {
+int loom__netop_suspend(lua_State *L, loom__netop *op, int stage,
+                        lua_KFunction k) {
   op->pending = 1;
+  op->stage = (uint8_t)stage;
   op->woken = 0;
   loom__hold(op->lm);
   op->io->requests++;
@@ -205,7 +226,7 @@ int loom__netop_resolve(lua_State *L, loom__netop *op, lua_KFunction k) {
   int r = uv_getaddrinfo(loom_loop(op->lm), &op->gai, on_gai, op->host,
                          NULL, &hints);
   if (r != 0) return loom__netop_raise(L, op, r);
-  return loom__netop_suspend(L, op, k);
+  return loom__netop_suspend(L, op, NETOP_LOOKUP, k);
 }
 
 /* ---- loom.dns.resolve ----------------------------------------------- */

@@ -19,12 +19,15 @@
 #include "stream.h"
 
 typedef struct loom__netop loom__netop;
+
+enum { NETOP_IDLE, NETOP_LOOKUP, NETOP_CONNECT };
 struct loom__netop {
   loom_t *lm;
   loom__io *io;
   loom_task_t *task;
   const char *fname;
   uint8_t owned, pending, woken, timedout;
+  uint8_t stage;                /* what is in flight: NETOP_* */
   int status;                   /* the last step's libuv status */
   uv_getaddrinfo_t gai;
   struct sockaddr_storage *addrs;  /* what the lookup found */
@@ -38,6 +41,7 @@ struct loom__netop {
   lstream *s;
   int next;
   uint8_t nodelay;
+  loom__closer closer;          /* frees it if the runtime closes first */
   char host[256];
 };
 
@@ -49,8 +53,10 @@ loom__netop *loom__netop_new(lua_State *L, const char *fname,
 /* Looks host up; continues in k(L, status, (lua_KContext)op), at once for
 ** an IP address. Use as 'return loom__netop_resolve(L, op, k)'. */
 int loom__netop_resolve(lua_State *L, loom__netop *op, lua_KFunction k);
-/* Suspends the task on op (a step is in flight and will wake it). */
-int loom__netop_suspend(lua_State *L, loom__netop *op, lua_KFunction k);
+/* Suspends the task on op: a step (stage NETOP_LOOKUP or NETOP_CONNECT)
+** is in flight and will wake it. */
+int loom__netop_suspend(lua_State *L, loom__netop *op, int stage,
+                        lua_KFunction k);
 /* In a continuation, after loom__resumed: raises ETIMEDOUT if the deadline
 ** passed (letting go of op), else returns op->status. */
 int loom__netop_check(lua_State *L, loom__netop *op);

@@ -87,9 +87,12 @@ typedef struct fsjob {
   lfile probe;        /* OP_OPEN: the new File's access flags */
   dirent_item *items;
   size_t count;
+  loom__closer closer;  /* frees it if the runtime closes first */
+  int done;             /* its callback ran: only a continuation is left */
 } fsjob;
 
 static void job_free(fsjob *j) {
+  loom__remove_closer(&j->closer);
   if (j->fd >= 0) close(j->fd);  /* opened for nobody */
   free(j->path);
   free(j->path2);
@@ -381,9 +384,20 @@ static void after_cb(uv_work_t *w, int status) {
   if (j->task == NULL || loom__closed(lm)) {
     job_free(j);
   } else {
+    j->done = 1;
     loom__wake(j->task);
   }
   loom__release(lm);
+}
+
+/* The runtime closes with the job's task waiting (or woken and never to
+** run again): a finished job is freed here, one in the pool by its
+** callback. */
+static void job_close(loom_t *lm, loom__closer *c) {
+  fsjob *j = (fsjob *)((char *)c - offsetof(fsjob, closer));
+  (void)lm;
+  j->task = NULL;
+  if (j->done) job_free(j);
 }
 
 /* The task was cancelled: an unfinished job is orphaned (or cancelled in
@@ -434,6 +448,8 @@ static fsjob *job_new(lua_State *L, int op, const char *fname,
 static int job_start(lua_State *L, fsjob *j, lua_KFunction k) {
   loom_t *lm = j->lm;
   j->task = loom__prepare_suspend(L, lm, j->fname);  /* checked before */
+  j->closer.close = job_close;
+  loom__add_closer(lm, &j->closer);
   uv_queue_work(loom_loop(lm), &j->work, work_cb, after_cb);
   loom__hold(lm);
   j->io->requests++;

@@ -507,8 +507,14 @@ typedef struct sreq {
   loom__waiter timer;
   void *timer_h;
   const char *fname;
+  loom__closer closer;  /* lets go if the runtime closes first */
   char data[];
 } sreq;
+
+static void req_free(sreq *r) {
+  loom__remove_closer(&r->closer);
+  free(r);
+}
 
 static void req_let_go(sreq *r) {
   r->owned = 0;
@@ -516,7 +522,14 @@ static void req_let_go(sreq *r) {
     loom__deadline_cancel(r->lm, &r->timer, r->timer_h);
     r->timer_h = NULL;
   }
-  if (!r->pending) free(r);
+  if (!r->pending) req_free(r);
+}
+
+/* The runtime closes while the task has the request: let go (libuv's
+** callback, if still to come, frees it). */
+static void req_close(loom_t *lm, loom__closer *c) {
+  (void)lm;
+  req_let_go((sreq *)((char *)c - offsetof(sreq, closer)));
 }
 
 static void req_done(sreq *r, int status) {
@@ -525,7 +538,7 @@ static void req_done(sreq *r, int status) {
   r->pending = 0;
   loom__io_count(lm, &r->io->requests, -1);
   if (!r->owned || loom__closed(lm)) {
-    free(r);
+    req_free(r);
   } else if (!r->woken) {
     r->woken = 1;
     if (r->timer_h != NULL) {
@@ -610,6 +623,8 @@ static int req_wait(lua_State *L, sreq *r, const loom__wait *wait) {
   /* may raise Cancelled: the request then goes on alone */
   r->task = loom__prepare_suspend(L, lm, r->fname);
   r->owned = 1;
+  r->closer.close = req_close;
+  loom__add_closer(lm, &r->closer);
   if (r->s->timeout_ms >= 0) {
     r->timer.fire = on_req_timeout;
     r->timer_h = loom__deadline_start(lm, &r->timer, r->s->timeout_ms);

@@ -82,7 +82,7 @@ static int connect_next(lua_State *L, loom__netop *op, int last) {
       continue;
     }
     op->s = s;
-    return loom__netop_suspend(L, op, connect_k);
+    return loom__netop_suspend(L, op, NETOP_CONNECT, connect_k);
   }
   const char *fname = op->fname;
   lua_pushfstring(L, "%s:%d", op->host, op->port);

@@ -38,6 +38,7 @@ typedef struct pool pool;
 
 typedef struct job {
   struct job *next;
+  loom__link delivered;     /* in the pool's, once woken, until run_k */
   pool *p;
   loom_task_t *task;        /* NULL once its task let go */
   char *code;               /* the function's bytecode */
@@ -58,6 +59,7 @@ struct pool {
   uv_cond_t cv;
   job *head, *tail;         /* queued */
   job *done;                /* finished, for the loop */
+  loom__link delivered;     /* finished, their tasks woken, not yet run */
   uv_async_t *async;
   uv_thread_t *threads;
   int size, started, idle, quit;
@@ -69,6 +71,7 @@ struct pool {
 };
 
 static void job_free(job *j) {
+  loom__link_unlink(&j->delivered);
   free(j->code);
   free(j->args);
   free(j->res);
@@ -389,6 +392,7 @@ static void on_done(uv_async_t *h) {
       job_free(j);
     } else {
       unwait(p);
+      loom__link_push(&p->delivered, &j->delivered);
       loom__wake(j->task);  /* the continuation owns it now */
     }
     j = next;
@@ -450,6 +454,8 @@ static void pool_close(loom_t *lm, loom__closer *c) {
     p->done = j->next;
     job_free(j);
   }
+  while (!loom__list_empty(&p->delivered))  /* never to be run */
+    job_free((job *)((char *)p->delivered.next - offsetof(job, delivered)));
   loom__close_handle(lm, (uv_handle_t *)p->async, on_async_closed);
   p->async = NULL;
   uv_cond_destroy(&p->cv);
@@ -486,6 +492,7 @@ static pool *pool_of(lua_State *L, loom__io *io) {
   uv_unref((uv_handle_t *)p->async);
   uv_mutex_init(&p->mu);
   uv_cond_init(&p->cv);
+  loom__list_init(&p->delivered);
   p->lm = io->lm;
   p->io = io;
   p->closer.close = pool_close;
