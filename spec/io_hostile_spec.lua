@@ -37,12 +37,13 @@ local function names_it(err, fname)
     or text:find(fname .. ":", 1, true)) ~= nil, text
 end
 
--- Calls fn(args) in a task with a deadline; returns ok, err.
-local function call(fn, args, n)
+-- Calls fn(args) in a task with a deadline (2 s, or limit); returns ok,
+-- err, or nil, "hung".
+local function call(fn, args, n, limit)
   -- spawned directly, so a message names it as Lua finds it
   -- ("loom.fs.read_file"), not as a local of this file
   local t = spawn(fn, table.unpack(args, 1, n))
-  local watchdog = spawn(function() sleep(2) t:cancel() end)
+  local watchdog = spawn(function() sleep(limit or 2) t:cancel() end)
   local ok, err = pcall(t.await, t)
   watchdog:cancel()
   if not ok and loom.is_cancelled(err) then return nil, "hung" end
@@ -86,6 +87,64 @@ describe("I/O functions given hostile arguments", function()
         end)
     end
   end
+
+  -- methods: self is right, the other arguments hostile; a call may wait
+  -- (read(2^53) is a read), which the watchdog ends
+  local function objects()
+    local dir = loom.fs.tmpdir()
+    dirs[#dirs + 1] = dir
+    loom.fs.write_file(dir .. "/f", ("line\n"):rep(100))
+    local server = loom.tcp.listen("127.0.0.1", 0, function(s)
+      pcall(function()  -- the client may go away: fine
+        s:write(("data\n"):rep(1000))
+        s:read_all()
+      end)
+    end)
+    local stream = loom.tcp.connect("127.0.0.1", server.port)
+    local p = loom.process.spawn({ "sleep", "30" }, { stdin = "pipe" })
+    return {
+      File = { loom.fs.open(dir .. "/f", "r+"), close = true },
+      Stream = { stream }, Server = { server },
+      Process = { p }, Pipe = { p.stdin },
+      Subscription = { loom.signal.subscribe("SIGUSR2") },
+    }
+  end
+
+  it("methods of I/O objects succeed or name themselves", function()
+    local objs = objects()
+    for kind, o in pairs(objs) do
+      local obj = o[1]
+      local mt = getmetatable(obj)
+      local index = mt.__index
+      local methods = {}
+      if type(index) == "table" then
+        for k, v in pairs(index) do
+          if type(v) == "function" then methods[#methods + 1] = k end
+        end
+      else  -- a function: ask it for the documented methods
+        for _, k in ipairs{ "accept", "wait", "kill", "done", "close" } do
+          if type(obj[k]) == "function" then methods[#methods + 1] = k end
+        end
+      end
+      table.sort(methods)
+      for _, m in ipairs(methods) do
+        if m ~= "close" and m ~= "shutdown" and m ~= "close_write" then
+          for _, h in ipairs(hostile) do
+            if h[2] ~= nil then
+              -- o:m(x) in Lua, so that Lua can name the method
+              local f = load(("local o, x = ... return o:%s(x)"):format(m))
+              local ok, err = call(f, { obj, h[2] }, 2, 0.02)
+              if ok == false then
+                assert.is_true(names_it(err, m), ("%s:%s(%s) raised: %s")
+                  :format(kind, m, h[1], tostring(err)))
+              end
+            end
+          end
+        end
+      end
+    end
+    for _, o in pairs(objs) do pcall(o[1].close, o[1]) end
+  end)
 
   it("loom.to_thread succeeds or names itself", function()
     for _, h in ipairs(hostile) do
