@@ -139,6 +139,11 @@ static sigsub *checksub(lua_State *L) {
 static int l_subscribe(lua_State *L) {
   int signum = loom__io_checksignal(L, 1, "subscribe");
   int keepalive = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+  if (signum == SIGSEGV || signum == SIGBUS || signum == SIGFPE ||
+      signum == SIGILL)  /* caught, a fault would repeat forever */
+    return loom__io_error2(L, "subscribe", "EINVAL", "a fault signal "
+                           "cannot be waited for", "signal",
+                           loom__io_signame(signum));
   loom__io *io = loom__io_get(L);
   sigstate *st = state_of(L, io);
   sigsub *s = loom__type_new(L, &io->sigsub_type, 0, LOOM_SIGSUB_TAG);

@@ -65,11 +65,13 @@ describe("loom.signal", function()
     assert.equal(before, io_.stats().handles)
   end)
 
-  it("SIGKILL cannot be caught", function()
+  it("SIGKILL cannot be caught, nor a fault waited for", function()
     local err = error_of(signal.wait, "SIGKILL")
     assert.is_true(io_.is_error(err))
     assert.equal("subscribe: SIGKILL: this signal cannot be caught (EINVAL)",
       tostring(err))
+    assert.equal("subscribe: SIGSEGV: a fault signal cannot be waited for "
+      .. "(EINVAL)", tostring(error_of(signal.subscribe, "SIGSEGV")))
   end)
 
   it("names itself in bad arguments", function()
