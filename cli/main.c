@@ -283,34 +283,6 @@ static int main_body(lua_State *L) {
   return steps(L, lua_touserdata(L, 1), STEP_INIT);
 }
 
-/* ---- Ctrl-C while a script runs, as lua.c's laction ---------------- */
-
-static loom_t *interrupt_lm;
-
-static void lstop(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
-}
-
-/* Lua code is running: a hook stops it at the next instruction (a second
-** Ctrl-C ends the process). The loop is waiting: end the process now, as
-** without a handler. */
-static void laction(int sig) {
-  lua_State *T = loom_running(interrupt_lm);
-  signal(sig, SIG_DFL);
-  if (T == NULL) raise(sig);  /* delivered as the handler returns */
-  else lua_sethook(T, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-}
-
-static void set_sigint(void (*handler)(int)) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = handler;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-}
-
 /* ---- the process ---------------------------------------------------- */
 
 static int panic(lua_State *L) {
@@ -436,8 +408,7 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, main_body);
   lua_pushlightuserdata(L, &c);
   loom_spawn(L, 1);
-  interrupt_lm = lm;
-  set_sigint(laction);
+  loom_catch_sigint(L, -1);  /* Ctrl-C cancels the main task (loom.h) */
   r = loom_run(L, NULL);
   signal(SIGINT, SIG_DFL);
   repl_shutdown();
@@ -450,7 +421,12 @@ int main(int argc, char **argv) {
     }
     exit(status);
   }
-  if (r != 0) status = report_failure(L, &c, r);
+  if (r != 0 && loom_interrupted(lm)) {  /* cancelled by Ctrl-C */
+    message("interrupted");
+    status = 130;
+  } else if (r != 0) {
+    status = report_failure(L, &c, r);
+  }
   loom_report_unretrieved(lm);
   /* errors in the REPL's inputs were shown there and leave the status 0 */
   if (loom_reported_total(lm) > 0 && !repl_started()) status = EXIT_FAILURE;

@@ -259,6 +259,21 @@ LOOM_API void loom_call_resolve(loom_call_t *call, int nresults);
 LOOM_API void loom_call_reject(loom_call_t *call);
 
 /*
+** Ctrl-C as the loom command handles it for a script: the first SIGINT
+** cancels the task at idx, so its cleanup runs (loom_run then returns
+** LOOM_EFAILED with the Cancelled error, as for any failure of that task,
+** or the process ends if the task had finished); a second SIGINT ends the
+** process at once, killed by SIGINT, even while a task keeps the loop
+** busy. While a task waits for SIGINT or listens to it (loom.signal), it
+** gets the signal instead. One runtime per process can have this; it ends
+** when the state closes. Returns 0, UV_EINVAL (no runtime, or no Task at
+** idx), UV_EBUSY (another runtime has it) or a libuv error.
+*/
+LOOM_API int loom_catch_sigint(lua_State *L, int idx);
+/* Whether SIGINT cancelled the task given to loom_catch_sigint. */
+LOOM_API int loom_interrupted(loom_t *lm);
+
+/*
 ** Pushes the text lua(1) would print for the error value at idx: a string
 ** or number as is; otherwise what its __tostring gives or, if that fails,
 ** the error __tostring raised; else "(error object is a T value)".
