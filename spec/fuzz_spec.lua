@@ -14,8 +14,11 @@ local CALLS = tonumber(os.getenv("LOOM_FUZZ_CALLS")) or 10000  -- per function
 local BATCH = 400          -- calls in flight before they are cancelled
 
 -- Submodules whose functions are fuzzed too, when this loom has them.
-local SUBMODULES = { "json", "timer", "http", "sync", "fs", "process",
-                     "tcp", "dns", "signal" }
+-- Only those that touch nothing outside the process: random strings given
+-- to loom.fs would make files here, to loom.tcp, loom.dns or loom.http DNS
+-- lookups, to loom.process commands. Those have hostile-argument specs of
+-- their own, with values chosen not to (io_hostile_spec, http_spec).
+local SUBMODULES = { "json", "timer", "sync" }
 
 local rng = math.random
 math.randomseed(SEED)
@@ -217,6 +220,13 @@ local function check(target, ok, err)
   if type(err) == "string" and err:find("spec/fuzz_spec.lua:", 1, true) then
     stats.passed_on = stats.passed_on + 1  -- raised by the fuzz's own code
     return
+  end
+  if type(err) == "table" and getmetatable(err) then  -- an error value
+    local ok, text = pcall(tostring, err)
+    if ok and type(text) == "string" and text:find(target.name, 1, true) then
+      stats.named = stats.named + 1
+      return
+    end
   end
   if type(err) == "string" then
     if target.body_errors and err:find("^[^:]+:%d+: ") then
