@@ -91,6 +91,31 @@ describe("closing the state", function()
       assert.same({ "child", "gatherer", "sleeper" }, seen)
     end)
 
+  it("lets go of worker threads and file jobs still in flight", function()
+    -- each task waiting on I/O is detached: a job still queued or running
+    -- is let go of (freed when it ends), one finished is freed at once
+    local busy = [[
+      local function busy()
+        local x = 0
+        for i = 1, 3e8 do x = x + i end
+        return x
+      end
+    ]]
+    local out, err, code = run(busy .. [[
+      spawn(loom.to_thread, busy)
+      spawn(loom.to_thread, busy)
+      for _ = 1, 20 do spawn(loom.fs.read_file, "/etc/passwd") end
+      sleep(0.05)
+      print("main done")
+    ]])
+    assert.same({ "main done\n", "", 0 }, { out, err, code })
+    out, err, code = run(busy .. [[
+      spawn(function() sleep(0.05) os.exit(4, true) end)
+      loom.to_thread(busy)
+    ]])
+    assert.same({ "", "", 4 }, { out, err, code })
+  end)
+
   it("runs nothing for a task that never started", function()
     local out, err, code = run([[
       local f = loom.future()
