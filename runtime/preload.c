@@ -27,9 +27,11 @@ static int load_embedded(lua_State *L) {
 
 /* The bindings: one luaopen_loom_<name> per file of bindings/. */
 int luaopen_loom_timer(lua_State *L);
+int luaopen_loom_http_core(lua_State *L);
 
 static const luaL_Reg bindings[] = {
   {"loom.timer", luaopen_loom_timer},
+  {"loom.http.core", luaopen_loom_http_core},
   {NULL, NULL}
 };
 
