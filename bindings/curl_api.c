@@ -48,11 +48,11 @@ static void load(void) {
   int missing = 0;
   if (env != NULL && *env != '\0') {
     api.path = env;
-    lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+    lib = dlopen(env, RTLD_LAZY | RTLD_LOCAL);
   } else {
     for (int i = 0; names[i] != NULL && lib == NULL; i++) {
       api.path = names[i];
-      lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+      lib = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL);
     }
   }
   if (lib == NULL) {

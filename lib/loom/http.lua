@@ -26,6 +26,7 @@ local DEFAULTS = {
   stream_max_body = false,  -- a stream's: none (memory stays bounded)
 }
 local USER_AGENT = "loom/" .. loom.version
+local CURL_VERSION, ENCODINGS = core.version()
 local SENSITIVE = { authorization = true, cookie = true,
                     ["proxy-authorization"] = true }
 -- request-body headers, dropped when a redirect turns the method into GET
@@ -407,14 +408,28 @@ end
 -- url as given, or joined to the session's base_url; raises a bad
 -- argument for what is no URL at all, a kind "url" error for a scheme
 -- other than http and https.
+local byte = string.byte
+
+-- Whether s starts with http:// or https:// (any case): bytes, as this
+-- runs for every request.
+local function is_http(s)
+  local h, t1, t2, p, c, x, y, z = byte(s, 1, 8)
+  if (h ~= 104 and h ~= 72) or (t1 ~= 116 and t1 ~= 84) or
+     (t2 ~= 116 and t2 ~= 84) or (p ~= 112 and p ~= 80) then
+    return false
+  end
+  if c == 115 or c == 83 then c, x, y = x, y, z end
+  return c == 58 and x == 47 and y == 47
+end
+
 local function check_url(sess, fname, n, url)
   if type(url) ~= "string" then
     argerr(fname, n, "string expected, got " .. type(url))
   end
+  if is_http(url) then return url end  -- CR, LF, NUL: core refuses them
   if url:find("[%z\r\n]") then
     raise("url", "the URL contains CR, LF or NUL", nil, url)
   end
-  if url:find("^[Hh][Tt][Tt][Pp][Ss]?://") then return url end
   local scheme = url:match("^(%a[%w+.-]*)://")
   if scheme then
     raise("url", fmt("unsupported scheme '%s' (only http and https)",
@@ -433,8 +448,30 @@ end
 -- ---- responses ------------------------------------------------------------
 
 local Response = { __name = "loom.http.Response" }
-Response.__index = Response
-core.set_response_mt(Response)
+local methods = {}
+-- header blocks not parsed yet, by response (core fills it)
+local heads = setmetatable({}, { __mode = "k" })
+local parse_head = core.parse_head
+
+-- headers, header_list and reason are parsed on first use
+function Response.__index(res, k)
+  local m = methods[k]
+  if m ~= nil then return m end
+  if k == "headers" or k == "header_list" or k == "reason" then
+    local raw = heads[res]
+    if raw ~= nil then
+      heads[res] = nil
+      local h, list, reason = parse_head(raw, rawget(res, "status"))
+      rawset(res, "headers", h)
+      rawset(res, "header_list", list)
+      rawset(res, "reason", reason)
+      return rawget(res, k)
+    end
+  end
+  return nil
+end
+
+core.set_response_mt(Response, heads)
 
 -- a stream's handle and what its errors name, by response
 local streams = setmetatable({}, { __mode = "k" })
@@ -446,12 +483,12 @@ local function checkres(self, fname)
   return self
 end
 
-function Response:json()
+function methods:json()
   checkres(self, "json")
   local json = require "loom.json"
   local body = self.body
   if type(body) ~= "string" then
-    local ok, text = pcall(self.read, self)
+    local ok, text = pcall(methods.read, self)
     if not ok then error(text, 0) end
     body = text
   end
@@ -462,7 +499,7 @@ function Response:json()
   return v
 end
 
-function Response:raise_for_status()
+function methods:raise_for_status()
   checkres(self, "raise_for_status")
   local status = self.status
   if type(status) == "number" and status >= 400 then
@@ -489,7 +526,7 @@ end
 
 -- for chunk in res:chunks() do ... end: a stream's body as it comes (the
 -- transfer pauses while the loop body runs long); a whole body once.
-function Response:chunks()
+function methods:chunks()
   checkres(self, "chunks")
   local s = streams[self]
   if s == nil then
@@ -505,7 +542,7 @@ function Response:chunks()
 end
 
 -- The rest of the body as one string.
-function Response:read()
+function methods:read()
   checkres(self, "read")
   local s = streams[self]
   if s == nil then return self.body or "" end
@@ -517,7 +554,7 @@ function Response:read()
 end
 
 -- Writes the (rest of the) body to the file at path; returns its size.
-function Response:save(path)
+function methods:save(path)
   checkres(self, "save")
   if type(path) ~= "string" then
     argerr("save", 1, "string expected, got " .. type(path))
@@ -536,7 +573,7 @@ end
 
 -- Lets go of a stream's transfer now (also on <close> and when
 -- collected); nothing for a whole response.
-function Response:close()
+function methods:close()
   checkres(self, "close")
   local s = streams[self]
   if s then
@@ -545,7 +582,7 @@ function Response:close()
   end
 end
 
-Response.__close = Response.close
+Response.__close = methods.close
 
 function Response.__tostring(self)
   return fmt("loom.http.Response: %s %s", tostring(rawget(self, "status")),
@@ -564,7 +601,7 @@ end
 
 -- The header lines of a request: the session's and the request's merged
 -- (the request's win), minus dropped, with loom's own.
-local function header_lines(sess, req_headers, dropped, kind)
+local function header_lines(sess, req_headers, dropped, kind, decompress)
   local merged, order = {}, {}
   local function put(list)
     for _, h in ipairs(list) do
@@ -583,7 +620,12 @@ local function header_lines(sess, req_headers, dropped, kind)
   end
   if not merged["user-agent"] then lines[#lines + 1] = "User-Agent: " ..
     USER_AGENT end
-  if not merged.expect then lines[#lines + 1] = "Expect:" end  -- no 1 s wait
+  if decompress and ENCODINGS ~= "" and not merged["accept-encoding"] then
+    lines[#lines + 1] = "Accept-Encoding: " .. ENCODINGS
+  end
+  if kind and not merged.expect then
+    lines[#lines + 1] = "Expect:"  -- no 1 s wait for a 100 before the body
+  end
   if not merged["content-type"] then
     if kind == "json" then
       lines[#lines + 1] = "Content-Type: application/json"
@@ -605,7 +647,7 @@ local function new_session(fname, opts)
   end
   local self = setmetatable({}, Session)
   self._base = o.base_url or nil
-  if self._base and not self._base:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
+  if self._base and not is_http(self._base) then
     opterr(fname, 1, "base_url", "must be an http:// or https:// URL")
   end
   self._headers = o.headers or {}
@@ -615,11 +657,12 @@ local function new_session(fname, opts)
   self._follow = pick("follow_redirects", true)
   self._max_redirects = pick("max_redirects", DEFAULTS.max_redirects)
   self._max_body = pick("max_body", DEFAULTS.max_body)
+  self._decompress = pick("decompress", true)
   self._sensitive = {}
   for k in next, SENSITIVE do self._sensitive[k] = true end
   for k in next, o.sensitive_headers or {} do self._sensitive[k] = true end
   self._c = core.session{
-    headers = header_lines(self, nil, nil, nil),
+    headers = header_lines(self, nil, nil, nil, o.decompress ~= false),
     timeout = ms(self._timeout),
     connect_timeout = ms(self._connect),
     read_timeout = ms(self._read),
@@ -698,6 +741,8 @@ local function run(sess, fname, method, url, o)
     kind, body_file = "raw", o.body.file
   end
   local dropped = nil  -- header names left out from here on
+  local decompress = o.decompress
+  if decompress == nil then decompress = sess._decompress end
   local hops, elapsed = 0, 0
   local req = {
     timeout = false, connect_timeout = ms(o.connect_timeout),
@@ -707,7 +752,7 @@ local function run(sess, fname, method, url, o)
     stream = stream, progress = o.on_progress,
   }
   while true do
-    req.headers = header_lines(sess, o.headers, dropped, kind)
+    req.headers = header_lines(sess, o.headers, dropped, kind, decompress)
     req.body, req.body_fn, req.body_file, req.multipart =
       body, body_fn, body_file, parts
     if total then
@@ -735,7 +780,7 @@ local function run(sess, fname, method, url, o)
       raise("redirects", fmt("more than %d redirects", max_redirects),
             method, url, { status = res.status, location = to })
     end
-    if not to:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
+    if not is_http(to) then
       raise("redirects", fmt("refused a redirect to %s: only http and "
             .. "https are followed", to), method, url,
             { status = res.status, location = to })
@@ -840,7 +885,7 @@ end
 
 M.Response = Response
 M.Session = Session
-M.curl_version = core.version()
+M.curl_version = CURL_VERSION
 M.defaults = setmetatable({}, {
   __index = DEFAULTS,
   __newindex = function() error("loom.http.defaults is read-only", 2) end,
