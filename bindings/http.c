@@ -1112,6 +1112,15 @@ static int push_failure(lua_State *L, xfer *x, const char *fname) {
   }
   if (rc == CURLE_OUT_OF_MEMORY)
     return luaL_error(L, "%s: not enough memory", fname);
+  if (rc == CURLE_FILESIZE_EXCEEDED) {  /* Content-Length said so */
+    lua_pushliteral(L, "too_large");
+    lua_pushfstring(L, "response body larger than max_body (%I bytes)",
+                    (lua_Integer)x->max_body);
+    lua_pushinteger(L, rc);
+    lua_pushstring(L, code_name(rc));
+    lua_pushnil(L);
+    return 6;
+  }
   lua_pushstring(L, kind_of(rc));
   const char *msg = x->errbuf[0] ? x->errbuf : C->easy_strerror(rc);
   if (is_verify_error(rc)) {
@@ -1574,6 +1583,10 @@ static int l_received(lua_State *L) {
 ** transfers are woken to raise "session was closed", and their handles
 ** let go later; otherwise (collected, or the runtime closing) nobody
 ** waits any more and everything is freed now. */
+static void timer_closed(uv_handle_t *h) {
+  session_unref(container_of(h, session, timer));  /* its memory is s's */
+}
+
 static void session_teardown(session *s, int orderly) {
   if (s->closed) return;
   s->closed = 1;
@@ -1615,8 +1628,7 @@ static void session_teardown(session *s, int orderly) {
   s->share = NULL;
   for (int fd = 0; fd < s->nsocks; fd++)
     if (s->socks[fd]) sock_close(s, s->socks[fd]);
-  loom__close_handle(s->lm, (uv_handle_t *)&s->timer, NULL);
-  session_unref(s);  /* the timer's; its memory is s's, freed after */
+  loom__close_handle(s->lm, (uv_handle_t *)&s->timer, timer_closed);
 }
 
 static void session_closer(loom_t *lm, loom__closer *c) {

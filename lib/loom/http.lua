@@ -422,23 +422,23 @@ local function is_http(s)
   return c == 58 and x == 47 and y == 47
 end
 
-local function check_url(sess, fname, n, url)
+local function check_url(sess, fname, n, url, method)
   if type(url) ~= "string" then
     argerr(fname, n, "string expected, got " .. type(url))
   end
   if is_http(url) then return url end  -- CR, LF, NUL: core refuses them
-  if url:find("[%z\r\n]") then
-    raise("url", "the URL contains CR, LF or NUL", nil, url)
-  end
   local scheme = url:match("^(%a[%w+.-]*)://")
   if scheme then
     raise("url", fmt("unsupported scheme '%s' (only http and https)",
-          scheme:lower()), nil, url)
+          scheme:lower()), method, url)
   end
   local base = sess._base
   if base then
+    if url:find("[%z\r\n]") then
+      raise("url", "the URL contains CR, LF or NUL", method, url)
+    end
     local joined, why = core.join(base, url)
-    if not joined then raise("url", why, nil, url) end
+    if not joined then raise("url", why, method, url) end
     return joined
   end
   argerr(fname, n, fmt("absolute http:// or https:// URL expected, got %s",
@@ -692,7 +692,7 @@ end
 -- One request, with its redirects: the plan p holds what may change from
 -- hop to hop (method, body, headers dropped).
 local function run(sess, fname, method, url, o)
-  url = check_url(sess, fname, 1, url)
+  url = check_url(sess, fname, 1, url, method)
   local c = sess._c
   if o == nil then  -- the fast path: everything is the session's
     local res, h, msg, code, name, which = perform(c, method, url, nil, fname)

@@ -3,7 +3,8 @@
 -- the spec process goes away, see http_server.py).
 --
 --   local server = require "spec.support.http"
---   local srv = server.start()           -- Python: srv.base, srv:url(p)
+--   local srv = server.start()           -- Python: srv.base, srv:url(p),
+--                                        -- srv.silent_port (never answers)
 --   local tls = server.nginx(srv)        -- HTTPS + HTTP/2 in front of srv:
 --                                        -- tls.base, tls.cafile
 --   srv:stop(); tls:stop()
@@ -69,13 +70,15 @@ function M.start()
     cli.quote(here .. "/http_server.py"))
   local pipe = assert(io.popen(cmd, "r"))
   local line = pipe:read("l")
-  local port, pid = (line or ""):match("^PORT (%d+) PID (%d+)")
+  local port, pid, quiet = (line or ""):match(
+    "^PORT (%d+) PID (%d+) SILENT (%d+)")
   if not port then
     pipe:close()
     error("the test server did not start: " .. tostring(line), 2)
   end
   return setmetatable({ port = tonumber(port), pid = pid, pipe = pipe,
-    base = "http://127.0.0.1:" .. port }, Server)
+    base = "http://127.0.0.1:" .. port, silent_port = tonumber(quiet) },
+    Server)
 end
 
 local function sh(cmd)

@@ -2,7 +2,8 @@
 """spec/support/http_server.py: the HTTP test server of loom's specs.
 
 Python 3's standard library only. Listens on 127.0.0.1 on a free port
-(printed first, as "PORT <n> PID <pid>"), keeps connections alive
+(printed first, as "PORT <n> PID <pid> SILENT <m>"; on port m a listener
+accepts connections and never sends a byte), keeps connections alive
 (protocol_version HTTP/1.1; every response has a length) and takes a
 backlog of 128, so 64 concurrent requests do not stall. It exits by
 itself when the process that started it goes away, or after --lifetime
@@ -81,6 +82,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def body(self):
+        try:
+            return self.read_body()
+        except (ValueError, OSError):  # the client gave up mid-body
+            self.close_connection = True
+            return b""
+
+    def read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = []
             while True:
@@ -273,6 +281,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # a client that went away (cancelled, timed out) is no error here
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            super().handle_error(request, client_address)
+
 
 def watchdog(ppid, lifetime):
     t0 = time.monotonic()
@@ -282,6 +295,13 @@ def watchdog(ppid, lifetime):
             os._exit(0)
 
 
+def silent(sock):
+    held = []
+    while True:
+        conn, _ = sock.accept()
+        held.append(conn)  # kept open, never answered
+
+
 def main():
     lifetime = 600.0
     if "--lifetime" in sys.argv:
@@ -289,8 +309,12 @@ def main():
     srv = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=watchdog, args=(os.getppid(), lifetime),
                      daemon=True).start()
-    print("PORT %d PID %d" % (srv.server_address[1], os.getpid()),
-          flush=True)
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(128)
+    threading.Thread(target=silent, args=(quiet,), daemon=True).start()
+    print("PORT %d PID %d SILENT %d" % (srv.server_address[1], os.getpid(),
+                                       quiet.getsockname()[1]), flush=True)
     srv.serve_forever(poll_interval=0.5)
 
 
