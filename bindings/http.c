@@ -38,6 +38,7 @@
 
 #define MAX_HEAD     (256 * 1024)   /* response header block */
 #define STREAM_HWM   (1024 * 1024)  /* a stream pauses with this buffered */
+#define STREAM_GZIP_READ 4096       /* a decoding stream's socket reads */
 #define POOL_MAX     64             /* idle xfers kept per session */
 #define KEEP_BUF     (256 * 1024)   /* buffers kept on pooled xfers */
 #define PROGRESS_MS  100            /* on_progress at most this often */
@@ -121,6 +122,8 @@ struct session {
   struct xfer *pool;      /* idle xfers, ready for reuse */
   int npool;
   int running;            /* xfers in the multi handle */
+  int paused;             /* of which loom holds paused (a stream's
+                             reader not reading): not work for the loop */
   int refs;               /* the Lua object, the open timer, checked-out xfers */
   int closed;             /* torn down: no multi any more */
   struct session **owner; /* the Lua object's pointer, cleared at teardown */
@@ -202,7 +205,7 @@ static void xfer_release(xfer *x);
 static void timer_ref(session *s) {
   /* curl's timer is work only while transfers run, so an idle session
   ** never keeps the loop (and the script) alive */
-  if (s->running > 0) uv_ref((uv_handle_t *)&s->timer);
+  if (s->running > s->paused) uv_ref((uv_handle_t *)&s->timer);
   else uv_unref((uv_handle_t *)&s->timer);
 }
 
@@ -385,6 +388,10 @@ static void dl_cancel(xfer *x) {
 static void xfer_stop(xfer *x) {
   session *s = x->s;
   dl_cancel(x);
+  if (x->flags & F_RECV_PAUSED) {
+    x->flags &= ~F_RECV_PAUSED;
+    s->paused--;
+  }
   if (x->added) {
     x->added = 0;
     C->multi_remove_handle(s->multi, x->easy);
@@ -463,21 +470,23 @@ static void check_done(session *s) {
 
 static void dl_fire(loom__waiter *w, int failed);
 
-static void dl_arm(xfer *x, uint64_t now, uint64_t idle_from) {
+static int paused_by_us(xfer *x) {
+  return (x->flags & (F_RECV_PAUSED | F_NEED_BODY)) != 0;
+}
+
+/* Arms the deadline: the total one, or the idle one (not while loom holds
+** the transfer paused: a forgotten stream must not keep the loop alive). */
+static int dl_arm(xfer *x, uint64_t now, uint64_t idle_from) {
   uint64_t at = x->total_at;
-  if (x->read_ms >= 0) {
+  if (x->read_ms >= 0 && !(x->flags & F_RECV_PAUSED)) {
     uint64_t r = idle_from + (uint64_t)ceil(x->read_ms);
     if (r < at) at = r;
   }
-  if (at == NO_TIME) return;
+  if (at == NO_TIME) return 0;
   double ms = at > now ? (double)(at - now) : 1;  /* never this instant */
   x->dl.fire = dl_fire;
   x->dl_h = loom__deadline_start(x->s->lm, &x->dl, ms);
-  if (x->dl_h == NULL) xfer_finish(x, CURLE_OK, W_NOMEM);
-}
-
-static int paused_by_us(xfer *x) {
-  return (x->flags & (F_RECV_PAUSED | F_NEED_BODY)) != 0;
+  return x->dl_h != NULL ? 0 : -1;  /* out of memory */
 }
 
 /* The deadline came: the total one, or time to look at the idle clock. */
@@ -501,7 +510,7 @@ static void dl_fire(loom__waiter *w, int failed) {
       return;
     }
   }
-  dl_arm(x, now, x->last_io);
+  if (dl_arm(x, now, x->last_io)) xfer_finish(x, CURLE_OK, W_NOMEM);
 }
 
 /* ---- curl's callbacks: data in and out ------------------------------ */
@@ -563,7 +572,16 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
     return len;
   }
   if ((x->flags & F_STREAM) && x->body.len >= STREAM_HWM) {
-    x->flags |= F_RECV_PAUSED;  /* curl keeps p and gives it again */
+    if (!(x->flags & F_RECV_PAUSED)) {
+      x->flags |= F_RECV_PAUSED;  /* curl keeps p and gives it again */
+      x->s->paused++;
+      timer_ref(x->s);
+      dl_cancel(x);  /* our pause: no idle clock */
+      if (dl_arm(x, x->last_io, x->last_io)) {
+        x->why = W_NOMEM;
+        return 0;
+      }
+    }
     return CURL_WRITEFUNC_PAUSE;
   }
   if (buf_add(&x->body, p, len)) {
@@ -627,6 +645,19 @@ static int on_seek(void *ud, curl_off_t off, int origin) {
 static void unpause(xfer *x, unsigned which) {
   if (!(x->flags & which)) return;
   x->flags &= ~which;
+  if (which & F_RECV_PAUSED) {
+    session *s = x->s;
+    s->paused--;
+    timer_ref(s);
+    if (x->state == X_RUNNING) {
+      uint64_t now = uv_now(s->loop);
+      dl_cancel(x);
+      if (dl_arm(x, now, now)) {  /* the idle clock again */
+        xfer_finish(x, CURLE_OK, W_NOMEM);
+        return;
+      }
+    }
+  }
   if (x->state != X_RUNNING || !x->added) return;
   int mask = ((x->flags & F_RECV_PAUSED) ? CURLPAUSE_RECV : 0) |
              ((x->flags & F_SEND_PAUSED) ? CURLPAUSE_SEND : 0);
@@ -945,6 +976,10 @@ static CURLcode configure(lua_State *L, xfer *x, const char *method,
   if (c->stream) {
     /* a paused HTTP/2 stream would stall the others on its connection */
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    /* while loom pauses a stream, curl keeps what it decoded from one
+    ** read: small reads keep that small (a 16 KiB read of a gzip bomb
+    ** decodes to 16 MiB) */
+    if (c->decompress) SET(CURLOPT_BUFFERSIZE, (long)STREAM_GZIP_READ);
   } else {
     SET(CURLOPT_HTTP_VERSION, c->http_version);
     SET(CURLOPT_PIPEWAIT, 1L);  /* one h2 connection, not one each */
@@ -1503,7 +1538,7 @@ static int l_perform(lua_State *L) {
   x->added = 1;
   s->running++;
   timer_ref(s);
-  dl_arm(x, now, now);
+  if (dl_arm(x, now, now)) return luaL_error(L, "%s: not enough memory", fname);
   return drive(L);
 }
 

@@ -576,10 +576,7 @@ end
 function methods:close()
   checkres(self, "close")
   local s = streams[self]
-  if s then
-    streams[self] = nil
-    core.close(s.h)
-  end
+  if s then core.close(s.h) end  -- reading on raises "closed"
 end
 
 Response.__close = methods.close

@@ -167,6 +167,7 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_buffering off;
+      proxy_redirect off;
     }
   }
 }
