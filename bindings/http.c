@@ -35,6 +35,7 @@
 
 #define SESSION_TAG  0x73657368u  /* "hses" */
 #define HANDLE_TAG   0x72667868u  /* "hxfr" */
+#define GUARD_TAG    0x72617567u  /* "guar" */
 
 #define MAX_HEAD     (256 * 1024)   /* response header block */
 #define STREAM_HWM   (1024 * 1024)  /* a stream pauses with this buffered */
@@ -124,6 +125,8 @@ struct session {
   int running;            /* xfers in the multi handle */
   int paused;             /* of which loom holds paused (a stream's
                              reader not reading): not work for the loop */
+  curl_socket_t broken[8];  /* sockets to fail (sock_broken) */
+  int nbroken;
   int refs;               /* the Lua object, the open timer, checked-out xfers */
   int closed;             /* torn down: no multi any more */
   struct session **owner; /* the Lua object's pointer, cleared at teardown */
@@ -193,6 +196,8 @@ typedef struct session_ud {
 /* The module's state, one per runtime: upvalue 2 of its functions. */
 typedef struct hstate {
   loom__type session_type, handle_type;
+  loom__type guard_type;  /* a plain request's handle: no __gc (it never
+                             leaves perform's frame), less for the GC */
   int response_ref;       /* registry: the Response metatable, or none */
   int heads_ref;          /* registry: response -> header block (weak) */
 } hstate;
@@ -249,10 +254,27 @@ static void sock_close(session *s, sock *k) {
 
 static void check_done(session *s);
 
+static void on_timer(uv_timer_t *t);
+
 static void socket_action(session *s, curl_socket_t fd, int flags) {
   int running;
   C->multi_socket_action(s->multi, fd, flags, &running);
+  /* sockets loom could not watch fail now, outside curl's callbacks */
+  while (s->nbroken > 0 && s->multi != NULL) {
+    curl_socket_t b = s->broken[--s->nbroken];
+    C->multi_socket_action(s->multi, b, CURL_CSELECT_ERR, &running);
+  }
   check_done(s);
+}
+
+/* From on_socket: fd cannot be watched (out of memory, or UV_EEXIST).
+** Returning -1 would make the whole multi handle dead: instead curl hears
+** of an error on fd once the current call returns (the transfer fails). */
+static int sock_broken(session *s, curl_socket_t fd) {
+  if (s->nbroken < (int)(sizeof s->broken / sizeof *s->broken))
+    s->broken[s->nbroken++] = fd;
+  uv_timer_start(&s->timer, on_timer, 0, 0);  /* in case no call follows */
+  return 0;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
@@ -281,10 +303,12 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud,
     else if (uv_is_active((uv_handle_t *)&k->poll)) uv_poll_stop(&k->poll);
     return 0;
   }
-  if (k == NULL && (k = sock_new(s, fd, 0)) == NULL) return -1;
+  if (k == NULL && (k = sock_new(s, fd, 0)) == NULL)
+    return sock_broken(s, fd);
   int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) |
            (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-  return uv_poll_start(&k->poll, ev, on_poll) == 0 ? 0 : -1;
+  if (uv_poll_start(&k->poll, ev, on_poll) != 0) return sock_broken(s, fd);
+  return 0;
 }
 
 static int on_timer_set(CURLM *m, long ms, void *ud) {
@@ -1494,8 +1518,9 @@ static int l_perform(lua_State *L) {
   cfg c = s->cfg;
   if (req) read_cfg(L, req, &c, fname);
   loom__prepare_suspend(L, lm, fname);  /* before anything starts */
-  xhandle *h = loom__type_new(L, &hs->handle_type, c.stream ? 3 : 0,
-                              HANDLE_TAG);
+  xhandle *h = c.stream
+    ? loom__type_new(L, &hs->handle_type, 3, HANDLE_TAG)
+    : loom__type_new(L, &hs->guard_type, 0, GUARD_TAG);
   lua_toclose(L, P_HANDLE);  /* lets go of the transfer however we end */
   if (req) {
     lua_getfield(L, req, "body_fn");
@@ -1939,6 +1964,8 @@ int luaopen_loom_http_core(lua_State *L) {
   static const luaL_Reg handle_mm[] = { {"__gc", handle_gc},
                                         {"__close", handle_close},
                                         {NULL, NULL} };
+  static const luaL_Reg guard_mm[] = { {"__close", handle_close},
+                                       {NULL, NULL} };
   const char *why = NULL;
   if (loom_get(L) == NULL)
     return luaL_error(L, "loom.http: require \"loom\" first");
@@ -1955,6 +1982,8 @@ int luaopen_loom_http_core(lua_State *L) {
             sizeof(session_ud), session_mm);
   make_type(L, state, &hs->handle_type, "loom.http.Transfer",
             sizeof(xhandle), handle_mm);
+  make_type(L, state, &hs->guard_type, "loom.http.Guard", sizeof(xhandle),
+            guard_mm);
   lua_createtable(L, 0, 12);
   setfuncs(L, state, fns);
   return 1;
