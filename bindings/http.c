@@ -127,7 +127,8 @@ struct session {
                              reader not reading): not work for the loop */
   curl_socket_t broken[8];  /* sockets to fail (sock_broken) */
   int nbroken;
-  int refs;               /* the Lua object, the open timer, checked-out xfers */
+  int refs;               /* the Lua object, the open timer, and each
+                             xfer checked out */
   int closed;             /* torn down: no multi any more */
   struct session **owner; /* the Lua object's pointer, cleared at teardown */
   cfg cfg;                /* defaults */
@@ -1563,7 +1564,8 @@ static int l_perform(lua_State *L) {
   x->added = 1;
   s->running++;
   timer_ref(s);
-  if (dl_arm(x, now, now)) return luaL_error(L, "%s: not enough memory", fname);
+  if (dl_arm(x, now, now))
+    return luaL_error(L, "%s: not enough memory", fname);
   return drive(L);
 }
 

@@ -140,7 +140,9 @@ local function check_str_or_false(fname, n, name, v)
   if type(v) ~= "string" then
     opterr(fname, n, name, "must be a string or false, got " .. type(v))
   end
-  if v:find("[%z\r\n]") then opterr(fname, n, name, "contains CR, LF or NUL") end
+  if v:find("[%z\r\n]") then
+    opterr(fname, n, name, "contains CR, LF or NUL")
+  end
   return v
 end
 
