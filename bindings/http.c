@@ -166,6 +166,7 @@ typedef struct xfer {
   int state, why, added, up_kind;
   int used;               /* the easy handle ran before: reset it */
   int preset;             /* it holds the session's plain-GET options */
+  int cookiefile;         /* CURLOPT_COOKIEFILE was set on it */
   unsigned flags;
   CURLcode result;
   hbuf body, head, up;    /* response body, header block, upload chunk */
@@ -368,7 +369,7 @@ static xfer *xfer_get(session *s) {
       free(x);
       return NULL;
     }
-    x->used = x->preset = 0;
+    x->used = x->preset = x->cookiefile = 0;
   }
   x->s = s;
   x->task = NULL;
@@ -974,7 +975,13 @@ static CURLcode configure(lua_State *L, xfer *x, const char *method,
     SET(CURLOPT_URL, url);
     return rc;
   }
-  if (x->used) C->easy_reset(e);
+  if (x->used) {
+    /* libcurl 7.88's reset forgets, and leaks, the list of cookie files
+    ** (curl PR 10709): empty it first (a shared jar keeps its cookies) */
+    if (x->cookiefile) C->easy_setopt(e, CURLOPT_COOKIEFILE, (char *)NULL);
+    x->cookiefile = 0;
+    C->easy_reset(e);
+  }
   x->used = 1;
   x->preset = 0;
   SET(CURLOPT_PRIVATE, (void *)x);
@@ -1020,6 +1027,7 @@ static CURLcode configure(lua_State *L, xfer *x, const char *method,
   if (s->share != NULL) {
     SET(CURLOPT_SHARE, s->share);
     SET(CURLOPT_COOKIEFILE, "");  /* the engine on, the jar shared */
+    x->cookiefile = 1;
   }
   if (c->max_body >= 0)
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
