@@ -205,6 +205,11 @@ describe("loom.http errors", function()
           filename = "a\r\nb" } } })
       bad("bad argument #2 to 'get'", { "option 'query'" },
           http.get, url("/"), { query = { a = print } })
+      bad("post: cannot read multipart file '/nonexistent/f'", {},
+          http.post, url("/echo"), { multipart = { f = { file = "/nonexistent/f" } } })
+      bad("post: cannot open body file '/nonexistent/f'", {},
+          http.post, url("/echo"), { body = { file = "/nonexistent/f" } })
+      assert.equal(200, http.get(url("/hello")).status)
     end)
 
     it("times: positive numbers or false", function()

@@ -64,6 +64,15 @@ describe("loom.http safety", function()
         assert.equal(url("/hello"), res.url)
       end)
 
+    it("sends each hop once (POST included)", function()
+      assert.equal("hello", http.post(url("/counted/p1")).body)
+      assert.equal("1", http.get(url("/hits/p1")).body)
+      assert.equal("hello", http.get(url("/counted/g1")).body)
+      assert.equal("1", http.get(url("/hits/g1")).body)
+      assert.equal("hello", http.get(url("/counted/g2"), { timeout = 5 }).body)
+      assert.equal("1", http.get(url("/hits/g2")).body)
+    end)
+
     it("stops after 10 by default; follow_redirects = false gives the 3xx",
       function()
         assert.equal(10, http.defaults.max_redirects)

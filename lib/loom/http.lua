@@ -676,7 +676,6 @@ local function new_session(fname, opts)
     max_per_host = o.max_per_host,
     cookies = o.cookies,
   }
-  self._opts = o
   return self
 end
 
@@ -688,11 +687,12 @@ local function checksession(self, fname)
   return self
 end
 
--- One request, with its redirects: the plan p holds what may change from
--- hop to hop (method, body, headers dropped).
+-- One request, with its redirects (what changes from hop to hop: the
+-- method, the body, the headers dropped).
 local function run(sess, fname, method, url, o)
   url = check_url(sess, fname, 1, url, method)
   local c = sess._c
+  local first  -- the fast path's response, when it is a redirect to follow
   if o == nil then  -- the fast path: everything is the session's
     local res, h, msg, code, name, which = perform(c, method, url, nil, fname)
     if res == nil then failure(method, url, h, msg, code, name, which) end
@@ -700,7 +700,7 @@ local function run(sess, fname, method, url, o)
        not REDIRECT[res.status] then
       return res
     end
-    o = {}
+    o, first = {}, res
   end
   if o.query then url = add_query(url, o.query) end
   local follow = o.follow_redirects
@@ -751,19 +751,25 @@ local function run(sess, fname, method, url, o)
     stream = stream, progress = o.on_progress,
   }
   while true do
-    req.headers = header_lines(sess, o.headers, dropped, kind, decompress)
-    req.body, req.body_fn, req.body_file, req.multipart =
-      body, body_fn, body_file, parts
-    if total then
-      local left = total - elapsed
-      if left <= 0 then
-        raise("timeout", "the request took longer than its timeout", method,
-              url, { timeout = "total" })
+    local res, h
+    if first then
+      res, first = first, nil
+    else
+      req.headers = header_lines(sess, o.headers, dropped, kind, decompress)
+      req.body, req.body_fn, req.body_file, req.multipart =
+        body, body_fn, body_file, parts
+      if total then
+        local left = total - elapsed
+        if left <= 0 then
+          raise("timeout", "the request took longer than its timeout",
+                method, url, { timeout = "total" })
+        end
+        req.timeout = left * 1000
       end
-      req.timeout = left * 1000
+      local msg, code, name, which
+      res, h, msg, code, name, which = perform(c, method, url, req, fname)
+      if res == nil then failure(method, url, h, msg, code, name, which) end
     end
-    local res, h, msg, code, name, which = perform(c, method, url, req, fname)
-    if res == nil then failure(method, url, h, msg, code, name, which) end
     elapsed = elapsed + res.elapsed
     local to = res.redirect_url
     if to == nil or not follow or not REDIRECT[res.status] then

@@ -18,6 +18,7 @@ Routes (query strings as noted):
                          client's port (one per connection) and proxied
   /redirect/<code>?to=U  that status with Location: U (default /echo)
   /loop                  302 to itself
+  /counted/<key>         302 to /hello, counting its hits: /hits/<key>
   /large/<n>             n bytes with a Content-Length
   /chunked/<n>           n bytes in chunked encoding
   /drop                  promises 100000 bytes, sends 1000, closes
@@ -49,6 +50,8 @@ from urllib.parse import parse_qs, urlsplit
 
 BOMB = None
 BOMB_LOCK = threading.Lock()
+HITS = {}
+HITS_LOCK = threading.Lock()
 
 
 def bomb():
@@ -163,6 +166,17 @@ class Handler(BaseHTTPRequestHandler):
     def r_redirect(self, arg, q):
         self.body()
         self.reply(int(arg), "", [("Location", q.get("to", "/echo"))])
+
+    def r_counted(self, arg, q):
+        self.body()
+        with HITS_LOCK:
+            HITS[arg] = HITS.get(arg, 0) + 1
+        self.reply(302, "", [("Location", "/hello")])
+
+    def r_hits(self, arg, q):
+        with HITS_LOCK:
+            n = HITS.get(arg, 0)
+        self.reply(200, str(n))
 
     def r_loop(self, arg, q):
         self.reply(302, "", [("Location", "/loop")])
