@@ -34,6 +34,7 @@ int luaopen_loom_dns(lua_State *L);
 int luaopen_loom_process(lua_State *L);
 int luaopen_loom_signal(lua_State *L);
 int luaopen_loom_worker(lua_State *L);
+int luaopen_loom_http_core(lua_State *L);
 
 static const luaL_Reg bindings[] = {
   {"loom.timer", luaopen_loom_timer},
@@ -44,6 +45,7 @@ static const luaL_Reg bindings[] = {
   {"loom.process.core", luaopen_loom_process},
   {"loom.signal.core", luaopen_loom_signal},
   {"loom.worker", luaopen_loom_worker},
+  {"loom.http.core", luaopen_loom_http_core},
   {NULL, NULL}
 };
 
