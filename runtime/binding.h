@@ -224,10 +224,10 @@ int loom__wait_ms(lua_State *L, loom_t *lm, double ms, lua_KContext ctx,
 /* A binding's teardown step: close runs once, when the runtime closes
 ** (lua_close), before the runtime's own handles; it closes its handles
 ** with loom__close_handle and must not call Lua. A closer whose state
-** goes away earlier removes itself. Before any closer runs, every task
-** still waiting has had its wait's cancel hook called (with woken =
-** LOOM_WAIT_DETACHED: its thread is reset, it never resumes), so a
-** closer only sees what no task waits on any more. */
+** goes away earlier removes itself. When closers run, tasks still
+** waiting have been reset (their <close> variables ran) but their waits'
+** cancel hooks were not called: a closer lets go of what its requests
+** hold, as they will never complete for anyone. */
 typedef struct loom__closer loom__closer;
 struct loom__closer {
   loom__closer *next, *prev;

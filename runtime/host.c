@@ -223,15 +223,19 @@ LOOM_API int loom_close(lua_State *L) {
   return 0;
 }
 
-/* At lua_close (the runtime's finalizer): every unfinished task lets go
-** of what it waits on (loom__detach: the waits' cancel hooks run) and is
-** closed as coroutine.close closes a coroutine: its pending <close>
-** variables run, with a nil error (or an inner handler's error), in a
-** place where they cannot wait; loom functions there raise "the runtime
-** is closed" (the box is already cleared), and lua_resetthread swallows
-** what they raise.
-** The task running now (lua_close from inside a task: os.exit) is left
-** alone, and so are tasks that never started: they have nothing to close.
+/* At lua_close (the runtime's finalizer): every unfinished task is closed
+** as coroutine.close closes a coroutine: its pending <close> variables
+** run, with a nil error (or an inner handler's error), in a place where
+** they cannot wait; loom functions there raise "the runtime is closed"
+** (the box is already cleared), and lua_resetthread swallows what they
+** raise. What the task waits on is not let go through the wait's cancel
+** hook: Lua runs the finalizers of a closing state newest first and the
+** runtime's box is one of the oldest objects, so what a wait points to
+** may already be finalized (a loom.http session frees its transfers);
+** the closers that run next let go of what the bindings still hold, and
+** close_calls tells the hosts' async C functions. The task running now
+** (lua_close from inside a task: os.exit) is left alone, and so are tasks
+** that never started: they have nothing to close.
 */
 void loom__close_tasks(loom_t *lm) {
   lua_State *L = lm->L;
@@ -246,7 +250,6 @@ void loom__close_tasks(loom_t *lm) {
     loom_task_t *t = loom__totask(L, lm, -1);
     lua_pop(L, 1);
     if (t == NULL || t->thread == NULL || t == lm->current) continue;
-    loom__detach(lm, t);
     if (lua_status(t->thread) == LUA_YIELD) lua_resetthread(t->thread);
   }
   lua_settop(L, top);

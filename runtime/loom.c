@@ -97,7 +97,7 @@ void loom__remove_closer(loom__closer *c) {
 ** the last close callback when the host next runs its loop. */
 static void close_runtime(loom_t *lm) {
   lm->closed = 1;
-  loom__close_tasks(lm);  /* their waits let go, their <close>s run */
+  loom__close_tasks(lm);  /* their <close> variables run */
   while (lm->closers.next != &lm->closers) {
     loom__closer *c = lm->closers.next;
     loom__remove_closer(c);
