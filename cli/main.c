@@ -2,8 +2,11 @@
 ** main.c: the loom command. It reads its arguments as lua(1) does, but
 ** runs everything (LUA_INIT, -e, -l, the script or stdin) in one main
 ** task, so the main chunk can await; then runs the loop until no work
-** remains (Node's rule) and exits 0, or 1 with the error on stderr.
+** remains (Node's rule) and exits 0, or 1 with the error on stderr. With
+** -i, or alone on a terminal, the main task ends by starting the REPL
+** (repl.c), which then runs until the end of input.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +17,15 @@
 
 #include "alloc.h"
 #include "loom.h"
+#include "repl.h"
 
 #define HAS_E 0x01  /* -e */
 #define HAS_V 0x02  /* -v */
 #define HAS_BIG_E 0x04  /* -E */
 #define HAS_W 0x08  /* -W */
 #define HAS_H 0x10  /* -h */
-#define HAS_DEBUG 0x20  /* --debug, or LOOM_DEBUG=1 */
+#define HAS_I 0x20  /* -i */
+#define HAS_DEBUG 0x40  /* --debug, or LOOM_DEBUG=1 */
 
 typedef struct cli {
   int argc;
@@ -47,6 +52,7 @@ static void print_usage(const char *badoption) {
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
+          "  -i        enter interactive mode after executing 'script'\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
@@ -71,6 +77,7 @@ static void print_help(void) {
          "Runs a Lua 5.4 script as a task on an event loop: the script can\n"
          "sleep, spawn tasks, gather and await them. Options as lua(1):\n"
          "  -e stat   execute string 'stat'\n"
+         "  -i        enter interactive mode after executing 'script'\n"
          "  -l mod    require library 'mod' into global 'mod'\n"
          "  -v        show version information\n"
          "  -E        ignore environment variables\n"
@@ -111,6 +118,10 @@ static int collect_args(cli_t *c) {
       case 'W':
         if (argv[i][2] != '\0') break;
         c->flags |= HAS_W;
+        continue;
+      case 'i':  /* implies -v, as in lua.c */
+        if (argv[i][2] != '\0') break;
+        c->flags |= HAS_I | HAS_V;
         continue;
       case 'v':
         if (argv[i][2] != '\0') break;
@@ -158,7 +169,8 @@ static void create_arg_table(lua_State *L, cli_t *c) {
 enum { STEP_INIT = 0, STEP_ARGS = 1 };
 #define STEP_SCRIPT  (1 << 24)
 #define STEP_STDIN   (STEP_SCRIPT + 1)
-#define STEP_END     (STEP_SCRIPT + 2)
+#define STEP_REPL    (STEP_SCRIPT + 2)
+#define STEP_END     (STEP_SCRIPT + 3)
 #define SET_GLOBAL   (1 << 28)   /* -l: the result goes into c->global */
 
 static int steps(lua_State *L, cli_t *c, int step);
@@ -240,7 +252,22 @@ static int run_script(lua_State *L, cli_t *c) {
   for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
   lua_remove(L, -n - 1);
   c->load_error = 0;
-  return call_then(L, n, 0, STEP_END);
+  return call_then(L, n, 0, STEP_REPL);
+}
+
+/* Whether the loom command starts its REPL once the steps are done: with
+** -i, or with nothing to run and stdin a terminal (lua.c's rule). */
+static int wants_repl(const cli_t *c) {
+  return (c->flags & HAS_I) ||
+         (!c->script && !(c->flags & (HAS_E | HAS_V)) &&
+          isatty(STDIN_FILENO));
+}
+
+static int run_repl(lua_State *L, cli_t *c) {
+  if (!(c->flags & HAS_V)) print_version();  /* as lua.c, after the rest */
+  if (repl_start(L, loom_get(L)) != 0)
+    return luaL_error(L, "cannot start the REPL: not enough memory");
+  return 0;
 }
 
 static int steps(lua_State *L, cli_t *c, int step) {
@@ -252,10 +279,12 @@ static int steps(lua_State *L, cli_t *c, int step) {
     return steps(L, c, c->script ? STEP_SCRIPT : STEP_STDIN);
   }
   if (step == STEP_SCRIPT) return run_script(L, c);
-  if (step == STEP_STDIN && !(c->flags & (HAS_E | HAS_V))) {
+  if (step == STEP_STDIN && !(c->flags & (HAS_E | HAS_V)) &&
+      !wants_repl(c)) {
     loaded(L, c, luaL_loadfile(L, NULL));
     return call_then(L, 0, 0, STEP_END);
   }
+  if (step <= STEP_REPL && wants_repl(c)) return run_repl(L, c);
   return 0;
 }
 
@@ -272,22 +301,31 @@ static int panic(lua_State *L) {
   return 0;
 }
 
-/* Warnings as lua(1) shows them: off until "@on", in pieces. */
+/* Warnings as lua(1) shows them (lauxlib's warnfoff, warnfon and
+** warnfcont): off until "@on"; a one-piece message starting with '@' is a
+** control message, also the last piece of one while warnings are off. */
 typedef struct { int on, cont; } warn_state;
+
+static int warn_control(warn_state *w, const char *msg, int tocont) {
+  if (tocont || msg[0] != '@') return 0;
+  if (strcmp(msg, "@off") == 0) w->on = 0;
+  else if (strcmp(msg, "@on") == 0) w->on = 1;
+  return 1;
+}
 
 static void warn(void *ud, const char *msg, int tocont) {
   warn_state *w = ud;
-  if (!w->cont && msg[0] == '@') {  /* a control message */
-    if (strcmp(msg, "@on") == 0) w->on = 1;
-    else if (strcmp(msg, "@off") == 0) w->on = 0;
-    return;
+  if (!w->cont) {
+    if (!w->on) {
+      warn_control(w, msg, tocont);
+      return;
+    }
+    if (warn_control(w, msg, tocont)) return;
+    fputs("Lua warning: ", stderr);
   }
-  if (w->on) {
-    if (!w->cont) fputs("Lua warning: ", stderr);
-    fputs(msg, stderr);
-    if (!tocont) fputs("\n", stderr);
-    fflush(stderr);
-  }
+  fputs(msg, stderr);
+  if (!tocont) fputs("\n", stderr);
+  fflush(stderr);
   w->cont = tocont;
 }
 
@@ -378,11 +416,6 @@ int main(int argc, char **argv) {
     return EXIT_SUCCESS;
   }
   if (c.flags & HAS_V) print_version();
-  if (!c.script && !(c.flags & (HAS_E | HAS_V)) && isatty(STDIN_FILENO)) {
-    message("the interactive prompt is not available yet; "
-            "run 'loom script.lua' or 'loom -' to read stdin");
-    return EXIT_FAILURE;
-  }
 
   loom_pool *pool;
   warn_state w = { 0, 0 };
@@ -417,7 +450,10 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, main_body);
   lua_pushlightuserdata(L, &c);
   loom_spawn(L, 1);
+  loom_catch_sigint(L, -1);  /* Ctrl-C cancels the main task (loom.h) */
   r = loom_run(L, NULL);
+  signal(SIGINT, SIG_DFL);
+  repl_shutdown();
   if (r == LOOM_EEXIT) {
     status = loom_exit_code(lm, &close_state);
     loom_report_unretrieved(lm);
@@ -427,10 +463,17 @@ int main(int argc, char **argv) {
     }
     exit(status);
   }
-  if (r != 0) status = report_failure(L, &c, r);
-  else if (c.flags & HAS_DEBUG) debug_call(L, "pending", 0);
+  if (r != 0 && loom_interrupted(lm)) {  /* cancelled by Ctrl-C */
+    message("interrupted");
+    status = 130;
+  } else if (r != 0) {
+    status = report_failure(L, &c, r);
+  } else if (c.flags & HAS_DEBUG) {
+    debug_call(L, "pending", 0);
+  }
   loom_report_unretrieved(lm);
-  if (loom_reported_total(lm) > 0) status = EXIT_FAILURE;
+  /* errors in the REPL's inputs were shown there and leave the status 0 */
+  if (loom_reported_total(lm) > 0 && !repl_started()) status = EXIT_FAILURE;
   lua_close(L);
   loom_pool_free(pool);
   return status;

@@ -1,6 +1,8 @@
 # Writes OUT: a C file holding every Lua file of FILES (under BASE) as a
 # byte array, plus the table runtime/preload.c registers in package.preload.
 # lib/loom/json.lua becomes the module "loom.json", chunk "@loom/json.lua".
+# FILES: the files separated by '|' (see CMakeLists.txt)
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "")
 set(table "")
 set(i 0)

@@ -73,6 +73,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
   loom_task_t *t = loom__totask(L, lm, (int)ctx);
   (void)status;
   if (t != NULL && t->state < LOOM_DONE) loom__cancel(lm, t, NULL);
+  else if (t != NULL) loom__task_retrieve(L, lm, t, (int)ctx);  /* seen */
   loom__resumed(L, lm);
   if (t == NULL) return luaL_error(L, "run: the task was tampered with");
   return loom__task_results(L, lm, t, (int)ctx, "run");
@@ -90,13 +91,13 @@ static int l_run(lua_State *L) {
     return luaL_error(L, "run: the runtime is exiting");
   if (lm->running && !lm->current)
     return luaL_error(L, "run: the loop is already running");
-  loom__spawn(L, lm, lua_gettop(L) - 1, "run");
   if (lm->current) {  /* already inside loom: spawn and await, never nest */
-    loom_task_t *t = lua_touserdata(L, -1);
-    loom__prepare_suspend(L, lm, "run");
+    loom__prepare_suspend(L, lm, "run");  /* first: spawn nothing if not */
+    loom_task_t *t = loom__spawn(L, lm, lua_gettop(L) - 1, "run");
     return loom__wait_in_list(L, lm, &t->waiters, &run_wait, t,
                               lua_gettop(L), run_k);
   }
+  loom__spawn(L, lm, lua_gettop(L) - 1, "run");
   r = loom_run(L, &nres);
   switch (r) {
     case 0:

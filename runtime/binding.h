@@ -29,7 +29,12 @@
 ** with woken = 1 if the wait had already completed and the task was only
 ** queued to run: a wait that handed the task something (a queue's item)
 ** takes it back then. After the hook the request must let go of the task.
+** The task then resumes in the continuation (which raises Cancelled), so
+** state on its stack is still there for the continuation to tidy; only
+** with woken = LOOM_WAIT_DETACHED will it never resume (its thread is
+** about to be reset as the runtime exits): let go of everything then.
 */
+#define LOOM_WAIT_DETACHED 2
 #ifndef LOOM_BINDING_H
 #define LOOM_BINDING_H
 
@@ -112,8 +117,8 @@ int loom__unpack(lua_State *L, int idx, int n, const char *fname);
 
 typedef struct loom__wait {
   const char *what;  /* what the task waits on: "sleep", "a future" ... */
-  /* The task was cancelled while waiting: let go (see above). NULL if
-  ** there is nothing to let go of. */
+  /* The task was cancelled while waiting: let go (see above); woken is
+  ** 0, 1 or LOOM_WAIT_DETACHED. NULL if there is nothing to let go of. */
   void (*cancel)(loom_task_t *t, void *data, int woken);
   /* Optional: pushes a few words more for a deadlock report, such as
   ** "(spawned at x.lua:3)"; may call the Lua API, not Lua code. */
@@ -219,7 +224,10 @@ int loom__wait_ms(lua_State *L, loom_t *lm, double ms, lua_KContext ctx,
 /* A binding's teardown step: close runs once, when the runtime closes
 ** (lua_close), before the runtime's own handles; it closes its handles
 ** with loom__close_handle and must not call Lua. A closer whose state
-** goes away earlier removes itself. */
+** goes away earlier removes itself. When closers run, tasks still
+** waiting have been reset (their <close> variables ran) but their waits'
+** cancel hooks were not called: a closer lets go of what its requests
+** hold, as they will never complete for anyone. */
 typedef struct loom__closer loom__closer;
 struct loom__closer {
   loom__closer *next, *prev;

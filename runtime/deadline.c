@@ -63,8 +63,8 @@ static void sift_down(loom__deadlines *tm, uint32_t i) {
   heap_set(tm, i, b);
 }
 
-/* Takes b out of the heap and keeps it for reuse. */
-static void drop_bucket(loom__deadlines *tm, bucket *b) {
+/* Takes b out of the heap (heap_index 0 tells it is out). */
+static void heap_remove(loom__deadlines *tm, bucket *b) {
   uint32_t i = b->heap_index;
   bucket *last = tm->heap[tm->count--];
   b->heap_index = 0;
@@ -74,6 +74,9 @@ static void drop_bucket(loom__deadlines *tm, bucket *b) {
     sift_down(tm, last->heap_index);
   }
   if (tm->last == b) tm->last = NULL;
+}
+
+static void keep_for_reuse(loom__deadlines *tm, bucket *b) {
   b->next_free = tm->free;
   tm->free = b;
 }
@@ -123,13 +126,17 @@ static void on_timer(uv_timer_t *h) {
   loom__deadlines *tm = h->data;
   uint64_t now = uv_now(h->loop);
   while (tm->count && tm->heap[1]->deadline <= now) {
+    /* out of the heap while it fires: a fire that cancels another waiter
+    ** of this bucket (a timeout cancelling its task's sleep) only unlinks
+    ** it, and a deadline started meanwhile gets a bucket of its own */
     bucket *b = tm->heap[1];
+    heap_remove(tm, b);
     while (b->waiters.next != &b->waiters) {
       loom__waiter *w = (loom__waiter *)b->waiters.next;
       loom__list_unlink(w);
       w->fire(w, 0);
     }
-    drop_bucket(tm, b);
+    keep_for_reuse(tm, b);
   }
   arm(tm);
 }
@@ -154,9 +161,10 @@ void loom__deadline_cancel(loom_t *lm, loom__waiter *w, void *handle) {
   loom__deadlines *tm = lm->deadlines;
   bucket *b = handle;
   loom__list_unlink(w);
-  if (b->waiters.next == &b->waiters) {  /* it was the last one */
+  if (b->heap_index != 0 && b->waiters.next == &b->waiters) {  /* the last */
     int was_first = tm->heap[1] == b;
-    drop_bucket(tm, b);
+    heap_remove(tm, b);
+    keep_for_reuse(tm, b);
     if (was_first) arm(tm);
   }
 }

@@ -60,32 +60,42 @@ const void *loom__cancel_reason(lua_State *L, int idx) {
 /* ---- the text of an error value ------------------------------------- */
 
 /* [value] -> text, and whether __tostring gave it. As lua.c's msghandler:
-** if __tostring raises, the text is what it raised. */
+** if __tostring raises, the text is what it raised (or, not a string, its
+** type). Only a memory error escapes. */
 static int errmsg(lua_State *L) {
   int own = 0;
-  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
     lua_pushstring(L, lua_tostring(L, 1));
-  else if (luaL_callmeta(L, 1, "__tostring") &&
-           lua_type(L, -1) == LUA_TSTRING)
-    own = 1;
-  else
+  } else if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+    lua_pushvalue(L, 1);
+    int r = lua_pcall(L, 1, 1, 0);
+    if (r == LUA_ERRMEM) return lua_error(L);
+    own = r == LUA_OK;
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pushfstring(L, "(error object is a %s value)",
+                      luaL_typename(L, r == LUA_OK ? 1 : -1));
+      own = 0;
+    }
+  } else {
     lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
   lua_pushboolean(L, own);
   return 2;
 }
 
 int loom_push_errmsg(lua_State *L, int idx) {
   int own = 0;
+  if (!lua_checkstack(L, 3)) return -1;
   idx = lua_absindex(L, idx);
   lua_pushcfunction(L, errmsg);
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 2, 0) == LUA_OK) {
     own = lua_toboolean(L, -1);
     lua_pop(L, 1);
-  } else if (lua_type(L, -1) != LUA_TSTRING) {  /* what __tostring raised */
-    const char *type = luaL_typename(L, -1);
+  } else if (lua_type(L, -1) != LUA_TSTRING) {  /* cannot be: a memory
+                                                   error is a string */
     lua_pop(L, 1);
-    lua_pushfstring(L, "(error object is a %s value)", type);
+    lua_pushliteral(L, "not enough memory");  /* interned: no allocation */
   }
   return own;
 }

@@ -37,8 +37,12 @@ static void node_fire(loom__waiter *w, int failed) {
   gather_node *nd = (gather_node *)w;
   gather_state *g = nd->g;
   g->pending--;
-  if (failed && g->failed == 0)
-    g->failed = (uint32_t)(nd - g->nodes) + 1;
+  if (failed) {
+    /* gather handles every child's failure: the first is raised, the
+    ** others are not reported as nobody's */
+    loom__task_loom(g->gatherer)->failure_handled = 1;
+    if (g->failed == 0) g->failed = (uint32_t)(nd - g->nodes) + 1;
+  }
   if (g->failed || g->pending == 0) loom__wake(g->gatherer);
 }
 
@@ -51,12 +55,13 @@ static void cancel_children(loom_t *lm, gather_state *g) {
     loom__cancel(lm, g->nodes[i].child, NULL);
 }
 
-/* The gatherer was cancelled: let go now; its children are cancelled
-** when it resumes (gather_k), so this hook never reaches another task. */
+/* The gatherer was cancelled. Its children are cancelled when it resumes
+** (gather_k), so this hook never reaches another task; until then its
+** nodes stay linked, so a child that fails meanwhile is still seen. */
 static void gather_cancel(loom_task_t *t, void *data, int woken) {
   gather_state *g = data;
-  (void)t; (void)woken;
-  let_go(g);
+  (void)t;
+  if (woken == LOOM_WAIT_DETACHED) let_go(g);  /* it will not resume */
   g->cancelled = 1;
 }
 
@@ -109,7 +114,10 @@ static int gather_k(lua_State *L, int status, lua_KContext ctx) {
   loom_t *lm = loom__up(L);
   gather_state *g = checkstate(L, (int)ctx);
   (void)status;
-  if (g->cancelled) cancel_children(lm, g);
+  if (g->cancelled) {
+    let_go(g);
+    cancel_children(lm, g);
+  }
   loom__resumed(L, lm);
   return finish(L, lm, (int)ctx);
 }

@@ -125,6 +125,9 @@ struct loom {
                                 failed (error.c) */
   int failure_index_ref;     /* registry: weak, address -> failure */
   int failure_set_ref;       /* registry: weak keys, failure -> true */
+  int failure_handled;       /* set by a waiter's fire: it takes the
+                                failure of the finishing task as seen (a
+                                gather: as Promise.all and asyncio do) */
   uint32_t pool_count;
   int exit_requested, exit_code, exit_close;
   int reported;              /* failures reported since last asked */
@@ -137,6 +140,8 @@ struct loom {
   uint32_t anchors;
   loom_report_fn report;
   void *report_ud;
+  struct loom__post *post;   /* loom_post's queue (post.c) */
+  int sched_error;           /* memory ran out in the scheduler: stopped */
 };
 
 /* loom owns LUA_EXTRASPACE: loom_open puts the runtime in the main
@@ -208,6 +213,9 @@ void loom__task_resume(loom_t *lm, loom_task_t *t);
 int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
                        const char *fname);
 void loom__task_first_result(lua_State *L, loom_task_t *t, int idx);
+/* Marks the failure of the task at idx retrieved, if it failed: for a
+** waiter that saw it but is cancelled before it could raise it. */
+void loom__task_retrieve(lua_State *L, loom_t *lm, loom_task_t *t, int idx);
 /* Pushes the error of a failed or cancelled task at idx. */
 void loom__push_task_error(lua_State *L, loom_t *lm, int idx);
 int loom__await_task(lua_State *L, loom_t *lm, int idx, const char *fname);
@@ -314,6 +322,24 @@ void loom__open_coroutine(lua_State *L);
 void loom__open_os(lua_State *L);
 void loom__open_api(lua_State *L, loom_t *lm);
 void loom__open_preload(lua_State *L);  /* lib/loom and bindings/ */
+
+/* post.c: loom_post, loom_acquire, loom_release */
+int loom__post_init(loom_t *lm);
+/* Before loom_run runs the loop: posts already queued keep it running. */
+void loom__post_prepare(loom_t *lm);
+/* Whether loom_post's fns are running now (loom_close refuses then). */
+int loom__post_busy(loom_t *lm);
+/* The runtime is done: frees lm now, or leaves that to the last
+** loom_release if a thread still holds it. */
+void loom__post_free(loom_t *lm);
+
+/* host.c: what loom_open and lua_close do for hosts */
+/* Registry field holding the runtime's box, whatever copy of loom made it
+** (libloom in the host, loom.so): require "loom" finds it there. The box's
+** user value is the module table. */
+#define LOOM_RUNTIME_FIELD "loom.runtime"
+/* Closes every unfinished task as coroutine.close does (lua_close). */
+void loom__close_tasks(loom_t *lm);
 
 /* deadline.c */
 int loom__deadline_init(loom_t *lm);

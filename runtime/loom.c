@@ -2,7 +2,7 @@
 ** loom.c: the runtime's lifetime inside a lua_State (loom_open; the
 ** finalizer that closes it with the state; the bindings' teardown steps)
 ** and the public C entry points that drive the loop (loom_spawn, loom_run,
-** reporting).
+** reporting). What else hosts get is in host.c and post.c.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +33,7 @@ static void default_report(loom_t *lm, const char *report, void *ud) {
 
 static void free_runtime(loom_t *lm) {
   loom__deadline_free(lm);
-  free(lm);
+  loom__post_free(lm);  /* lm itself, unless a thread still holds it */
 }
 
 void loom__hold(loom_t *lm) {
@@ -97,6 +97,7 @@ void loom__remove_closer(loom__closer *c) {
 ** the last close callback when the host next runs its loop. */
 static void close_runtime(loom_t *lm) {
   lm->closed = 1;
+  loom__close_tasks(lm);  /* their <close> variables run */
   while (lm->closers.next != &lm->closers) {
     loom__closer *c = lm->closers.next;
     loom__remove_closer(c);
@@ -144,15 +145,21 @@ LOOM_API uv_loop_t *loom_loop(loom_t *lm) {
   return lm->loop;
 }
 
+LOOM_API lua_State *loom_lua(loom_t *lm) {
+  return lm->L;
+}
+
 /* The Lua side of loom_open, under pcall: [lm] -> the module table. */
 static int open_protected(lua_State *L) {
   loom_t *lm = lua_touserdata(L, 1);
-  loom__box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  loom__box *box = lua_newuserdatauv(L, sizeof *box, 1);
   box->lm = NULL;  /* set once the rest is made: a failure frees nothing */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, runtime_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LOOM_RUNTIME_FIELD);  /* for loom.so */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &runtime_key);
 
   lm->live_ref = new_registry_table(L);
@@ -164,6 +171,10 @@ static int open_protected(lua_State *L) {
   loom__open_preload(L);
   box->lm = lm;   /* loom.timer's opener asks for the runtime */
   loom__open_api(L, lm);  /* pushes the module table */
+  loom__push_box(L);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 1);  /* the box keeps the module */
+  lua_pop(L, 1);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "loom");
@@ -176,8 +187,16 @@ static void abandon(loom_t *lm) {
   close_runtime(lm);
 }
 
+/* Whether L's state has a runtime, made by this copy of loom or another
+** one (loom.so beside a libloom linked into the host). */
+static int has_runtime(lua_State *L) {
+  int t = lua_getfield(L, LUA_REGISTRYINDEX, LOOM_RUNTIME_FIELD);
+  lua_pop(L, 1);
+  return loom_get(L) != NULL || t != LUA_TNIL;
+}
+
 LOOM_API loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
-  if (loom_get(L) != NULL) return NULL;
+  if (!lua_checkstack(L, LUA_MINSTACK) || has_runtime(L)) return NULL;
   loom_t *lm = calloc(1, sizeof *lm);
   if (lm == NULL) return NULL;
   if (loop == NULL) {
@@ -201,11 +220,7 @@ LOOM_API loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
     abandon(lm);
     return NULL;
   }
-  if (loom__deadline_init(lm) != 0) {
-    abandon(lm);
-    return NULL;
-  }
-  if (!lua_checkstack(L, LUA_MINSTACK)) {
+  if (loom__deadline_init(lm) != 0 || loom__post_init(lm) != 0) {
     abandon(lm);
     return NULL;
   }
@@ -222,6 +237,8 @@ LOOM_API loom_t *loom_open(lua_State *L, uv_loop_t *loop) {
     lua_pop(L, 1);
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &runtime_key);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, LOOM_RUNTIME_FIELD);
     *loom__xs(lm->L) = old_xs;
     abandon(lm);
     return NULL;
@@ -233,8 +250,9 @@ static int openglobals_protected(lua_State *L) {
   static const char *const names[] = {
     "sleep", "create_task", "spawn", "gather", "async", "await", NULL
   };
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "loom");
+  loom__push_box(L);
+  lua_getiuservalue(L, -1, 1);  /* the module, even if package.loaded
+                                   lost it */
   lua_pushvalue(L, -1);
   lua_setglobal(L, "loom");
   for (int i = 0; names[i] != NULL; i++) {
@@ -246,10 +264,12 @@ static int openglobals_protected(lua_State *L) {
 
 LOOM_API int loom_openglobals(lua_State *L) {
   if (loom_get(L) == NULL) return UV_EINVAL;
+  if (!lua_checkstack(L, 1)) return UV_ENOMEM;
   lua_pushcfunction(L, openglobals_protected);
-  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+  int r = lua_pcall(L, 0, 0, 0);
+  if (r != LUA_OK) {
     lua_pop(L, 1);
-    return UV_ENOMEM;
+    return r == LUA_ERRMEM ? UV_ENOMEM : LOOM_EFAILED;
   }
   return 0;
 }
@@ -267,6 +287,10 @@ static int report_protected(lua_State *L) {
 LOOM_API int loom_report_unretrieved(loom_t *lm) {
   lua_State *L = lm->L;
   int n;
+  if (!lua_checkstack(L, 2)) {
+    lm->report(lm, "not enough memory to report failures", lm->report_ud);
+    return 0;
+  }
   lua_pushcfunction(L, report_protected);
   lua_pushlightuserdata(L, lm);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {  /* out of memory: report that */
@@ -300,11 +324,11 @@ LOOM_API int loom_spawn(lua_State *L, int nargs) {
   loom_t *lm = loom_get(L);
   int fn = lua_gettop(L) - nargs;
   if (lm == NULL || fn < 1 || nargs < 0) return UV_EINVAL;
+  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
   if (!lua_isfunction(L, fn)) {
     if (luaL_getmetafield(L, fn, "__call") == LUA_TNIL) return UV_EINVAL;
     lua_pop(L, 1);
   }
-  if (!lua_checkstack(L, 2)) return UV_ENOMEM;
   lua_pushcfunction(L, spawn_protected);
   lua_insert(L, fn);
   if (lua_pcall(L, nargs + 1, 1, 0) != LUA_OK) {
@@ -365,10 +389,12 @@ static int outcome_protected(lua_State *L) {
 
 LOOM_API int loom_run(lua_State *L, int *nresults) {
   loom_t *lm = loom_get(L);
-  loom_task_t *t = lm ? loom__totask(L, lm, -1) : NULL;
   int idx = lua_gettop(L), r;
+  loom_task_t *t = lm && idx > 0 ? loom__totask(L, lm, -1) : NULL;
   if (nresults) *nresults = 0;
-  if (lm == NULL || lm->running || lm->current || lm->exiting)
+  if (lm != NULL && lm->sched_error) return UV_ENOMEM;
+  if (lm == NULL || lm->running || lm->current || lm->exiting ||
+      loom__post_busy(lm))  /* a post's fn: inside the loop's callback */
     return UV_EBUSY;
   if (!lua_checkstack(lm->L, LUA_MINSTACK) || !lua_checkstack(L, 4))
     return UV_ENOMEM;  /* the scheduler's scratch, and the outcome's */
@@ -380,10 +406,15 @@ LOOM_API int loom_run(lua_State *L, int *nresults) {
   lm->running = 1;
   lm->stopping = 0;
   lm->exit_requested = 0;
+  loom__post_prepare(lm);
   uv_run(lm->loop, UV_RUN_DEFAULT);
   lm->running = 0;
   lm->main_task = NULL;
   if (t) t->flags &= ~LOOM_TF_MAIN;
+  if (lm->sched_error) {  /* sched.c stopped everything */
+    if (t) lua_remove(L, idx);
+    return UV_ENOMEM;
+  }
   if (lm->exit_requested) {
     /* nothing runs any more; as lua.c's os.exit(code, true) closes the
     ** main chunk's pending <close> variables: close the main task's, once
@@ -407,4 +438,47 @@ LOOM_API int loom_run(lua_State *L, int *nresults) {
   lua_remove(L, idx);
   if (r == 0 && nresults) *nresults = lua_gettop(L) - idx + 1;
   return r;
+}
+
+/* ---- for hosts that drive a prompt (the loom REPL) ------------------ */
+
+LOOM_API lua_State *loom_running(loom_t *lm) {
+  return lm->current != NULL ? lm->inner : NULL;
+}
+
+LOOM_API int loom_task_outcome(lua_State *L, int idx, int *nresults) {
+  loom_t *lm = loom_get(L);
+  loom_task_t *t = lm ? loom__totask(L, lm, idx) : NULL;
+  int top = lua_gettop(L), r;
+  if (nresults) *nresults = 0;
+  if (t == NULL) return UV_EINVAL;
+  if (t->state < LOOM_DONE) return UV_EAGAIN;
+  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, outcome_protected);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+    lua_pushnil(L);  /* the memory error, and no traceback */
+    return LOOM_EFAILED;
+  }
+  r = (int)lua_tointeger(L, top + 1);
+  lua_remove(L, top + 1);
+  if (r == 0 && nresults) *nresults = lua_gettop(L) - top;
+  return r;
+}
+
+LOOM_API int loom_cancel_all(loom_t *lm) {
+  lua_State *L = lm->L;
+  int n = 0;
+  /* cancel hooks only let go and queue: the live table stays as it is */
+  if (!lua_checkstack(L, 2)) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
+  for (uint32_t i = 1; i <= lm->live_count; i++) {
+    lua_rawgeti(L, -1, 2 * (lua_Integer)i - 1);  /* the task of pair i */
+    loom_task_t *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t != NULL && t != lm->current && loom__cancel(lm, t, NULL)) n++;
+  }
+  lua_pop(L, 1);
+  return n;
 }

@@ -27,11 +27,27 @@ static int load_embedded(lua_State *L) {
 
 /* The bindings: one luaopen_loom_<name> per file of bindings/. */
 int luaopen_loom_timer(lua_State *L);
+int luaopen_loom_io(lua_State *L);
+int luaopen_loom_fs(lua_State *L);
+int luaopen_loom_tcp(lua_State *L);
+int luaopen_loom_dns(lua_State *L);
+int luaopen_loom_process(lua_State *L);
+int luaopen_loom_signal(lua_State *L);
+int luaopen_loom_worker(lua_State *L);
+int luaopen_loom_http_core(lua_State *L);
 int luaopen_loom_sync(lua_State *L);
 int luaopen_loom_debug(lua_State *L);
 
 static const luaL_Reg bindings[] = {
   {"loom.timer", luaopen_loom_timer},
+  {"loom.io", luaopen_loom_io},
+  {"loom.fs", luaopen_loom_fs},
+  {"loom.tcp.core", luaopen_loom_tcp},
+  {"loom.dns", luaopen_loom_dns},
+  {"loom.process.core", luaopen_loom_process},
+  {"loom.signal.core", luaopen_loom_signal},
+  {"loom.worker", luaopen_loom_worker},
+  {"loom.http.core", luaopen_loom_http_core},
   {"loom.sync", luaopen_loom_sync},
   {"loom.debug", luaopen_loom_debug},
   {NULL, NULL}

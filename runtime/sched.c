@@ -95,13 +95,36 @@ void loom__enqueue_next(loom_t *lm, loom_task_t *t) {
 
 /* ---- the turn ------------------------------------------------------- */
 
-static void on_check(uv_check_t *h) {
-  loom_t *lm = h->data;
-  if (lm->exiting) return;  /* os.exit is closing the state */
-  queue_move(&lm->ready, &lm->next);
+/* [lm] -> []: the resumes of one turn. Finishing a task allocates on the
+** main thread (its failure record): under a protected call, so a memory
+** error there never unwinds through libuv. */
+static int drain(lua_State *L) {
+  loom_t *lm = lua_touserdata(L, 1);
   for (int budget = LOOM_READY_BURST;
        lm->ready.count && budget > 0 && !lm->stopping; budget--)
     loom__task_resume(lm, queue_pop(&lm->ready));
+  return 0;
+}
+
+static void on_check(uv_check_t *h) {
+  loom_t *lm = h->data;
+  lua_State *L = lm->L;
+  if (lm->exiting) return;  /* os.exit is closing the state */
+  queue_move(&lm->ready, &lm->next);
+  if (lm->ready.count && !lm->stopping) {
+    int ok = lua_checkstack(L, 2);
+    if (ok) {
+      lua_pushcfunction(L, drain);
+      lua_pushlightuserdata(L, lm);
+      ok = lua_pcall(L, 1, 0, 0) == LUA_OK;
+      if (!ok) lua_pop(L, 1);
+    }
+    if (!ok) {  /* out of memory: a task is half finished, stop for good */
+      lm->sched_error = 1;
+      lm->exiting = lm->stopping = 1;
+      uv_stop(lm->loop);
+    }
+  }
   update_idle(lm);
 }
 

@@ -184,6 +184,7 @@ static void finish(loom_t *lm, loom_task_t *t, int status) {
     if (t->flags & LOOM_TF_CAUSE) loom__drop_cause(L, t);
     loom__failure_new(L, lm, t, 0, 0);
   }
+  loom__failure *f = loom__tofailure(L, lm, -1);  /* anchored by the task */
   lua_setiuservalue(L, ud, 1);
   lua_settop(T, 0);
   if (status == LUA_OK) give_thread(L, lm, ud + 1);
@@ -198,7 +199,10 @@ static void finish(loom_t *lm, loom_task_t *t, int status) {
     uv_stop(lm->loop);
   }
   lua_settop(L, top);
+  lm->failure_handled = 0;
   loom__list_fire(&t->waiters, t->state != LOOM_DONE);
+  if (lm->failure_handled && t->state == LOOM_FAILED && f != NULL)
+    loom__failure_retrieved(f);
 }
 
 /* A task cancelled before it ever ran: it finishes without running. */
@@ -294,6 +298,15 @@ int loom__task_results(lua_State *L, loom_t *lm, loom_task_t *t, int idx,
       return luaL_error(L, "%s: task not finished (status '%s')", fname,
                         state_names[t->state]);
   }
+}
+
+void loom__task_retrieve(lua_State *L, loom_t *lm, loom_task_t *t,
+                         int idx) {
+  if (t->state != LOOM_FAILED) return;
+  lua_getiuservalue(L, idx, 1);
+  loom__failure *f = loom__tofailure(L, lm, -1);
+  if (f != NULL) loom__failure_retrieved(f);
+  lua_pop(L, 1);
 }
 
 void loom__push_task_error(lua_State *L, loom_t *lm, int idx) {

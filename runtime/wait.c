@@ -107,8 +107,8 @@ void loom__detach(loom_t *lm, loom_task_t *t) {
   void *data = t->wait_data;
   t->wait = NULL;
   t->wait_data = NULL;
-  if (w != NULL && w->cancel != NULL && !(t->flags & LOOM_TF_WOKEN_CANCEL))
-    w->cancel(t, data, (t->flags & LOOM_TF_QUEUED) != 0);
+  if (w != NULL && w->cancel != NULL)
+    w->cancel(t, data, LOOM_WAIT_DETACHED);
   t->flags &= ~(LOOM_TF_SUSPENDED | LOOM_TF_WOKEN_CANCEL);
 }
 

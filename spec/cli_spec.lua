@@ -593,17 +593,13 @@ describe("loom error output", function()
 end)
 
 describe("loom on a terminal with no script", function()
-  it("says the prompt is not built yet and exits 1", function()
-    -- script(1) gives loom a terminal; its output comes back through it
-    local out = cli.tmpfile("", ".out")
-    local ok = os.execute("script -qec " .. cli.quote(cli.quote(cli.LOOM))
-      .. " /dev/null </dev/null >" .. cli.quote(out) .. " 2>&1")
-    local f = assert(io.open(out))
-    local text = f:read("a")
-    f:close()
-    os.remove(out)
-    assert.is_not_true(ok)
-    assert.matches("the interactive prompt is not available yet; run "
-      .. "'loom script.lua' or 'loom %-' to read stdin", text, 1, false)
+  it("starts the REPL, which exits 0 at Ctrl-D (spec/repl_spec.lua has "
+    .. "the rest)", function()
+    local r = require("spec.support.pty").run({ { expect = "> " }, "\4",
+      { wait = true } })
+    assert(r.ok, r.error)
+    assert.equal(0, r.status)
+    assert.matches("^loom 0%.1%.0 [^\n]*\r\n[^\n]*Ctrl%-D[^\n]*\r\n> ",
+      r.output)
   end)
 end)

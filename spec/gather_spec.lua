@@ -205,4 +205,28 @@ describe("loom.gather", function()
     loom.sleep(0)
     assert.is_false(ran)
   end)
+
+  -- as Promise.all and asyncio.gather: the first failure is raised, and
+  -- every child's failure counts as seen (this spec fails on any failure
+  -- reported as nobody's)
+  it("handles every child's failure, not only the first", function()
+    local ok, err = pcall(loom.gather,
+      function() error("first", 0) end,
+      function() error("second", 0) end,
+      function() loom.sleep(0) error("later", 0) end)
+    assert.same({ false, "first" }, { ok, err })
+    loom.sleep(0.01)
+  end)
+
+  it("a child failing after the gatherer was cancelled counts as seen",
+    function()
+      local t = loom.spawn(function()
+        loom.gather(function() error("while cancelling", 0) end)
+      end)
+      loom.sleep(0)   -- t waits in gather; its child is queued to run
+      t:cancel()      -- the child runs and fails before t resumes
+      assert.is_false(pcall(t.await, t))
+      assert.equal("cancelled", t:status())
+      loom.sleep(0.01)
+    end)
 end)

@@ -2,9 +2,9 @@
 # tests/install/install.sh: installs the build into a temporary prefix as
 # 'cmake --install --prefix' does, checks what landed there (files, the
 # soname, that libloom.so and loom.so export only the public API), then
-# builds examples/embed.c against the prefix twice, with pkg-config (shared
-# and --static) and with find_package(loom) (tests/install/CMakeLists.txt),
-# and runs each program. Also runs the installed loom and loads the
+# builds examples/embed.c and examples/embed/host.c against the prefix
+# twice, with pkg-config (shared and --static) and with find_package(loom)
+# (tests/install/CMakeLists.txt), and runs each program. Also runs the installed loom and loads the
 # installed loom.so from lua5.4. Run by ctest (tests/CMakeLists.txt), which
 # sets:
 #   LOOM_BUILD_DIR LOOM_SOURCE_DIR CMAKE CC LOOM_VERSION LOOM_SONAME
@@ -92,6 +92,12 @@ static_libs=$(echo " $static_libs " | sed 's/ -lloom / -l:libloom.a /')
 # shellcheck disable=SC2086
 "$CC" -Wall -Wextra -Werror -o "$tmp/embed-pc-static" \
   "$src/examples/embed.c" $cflags $static_libs
+# shellcheck disable=SC2086
+"$CC" -Wall -Wextra -Werror -o "$tmp/host-pc" "$src/examples/embed/host.c" \
+  $cflags $libs "-Wl,-rpath,$lib"
+# shellcheck disable=SC2086
+"$CC" -Wall -Wextra -Werror -o "$tmp/host-pc-static" \
+  "$src/examples/embed/host.c" $cflags $static_libs
 readelf -d "$tmp/embed-pc" | grep -q "NEEDED.*\[$LOOM_SONAME\]" ||
   fail "embed (pkg-config) does not use $LOOM_SONAME"
 if readelf -d "$tmp/embed-pc-static" | grep -q "NEEDED.*libloom"; then
@@ -101,6 +107,7 @@ fi
 # find_package(loom): loom::loom (shared) and loom::loom_static.
 "$CMAKE" -S "$src/tests/install" -B "$tmp/host" -DCMAKE_PREFIX_PATH="$P" \
   -DCMAKE_C_COMPILER="$CC" -DLOOM_EXAMPLE="$src/examples/embed.c" \
+  -DLOOM_HOST_EXAMPLE="$src/examples/embed/host.c" \
   >"$tmp/host.log" 2>&1 &&
   "$CMAKE" --build "$tmp/host" >>"$tmp/host.log" 2>&1 ||
   { cat "$tmp/host.log"; fail "the find_package(loom) host did not build"; }
@@ -111,6 +118,14 @@ for prog in embed-pc embed-pc-static host/embed_shared host/embed_static; do
   out=$("$tmp/$prog") || fail "$prog failed"
   case $out in
     "Hello, embedder! "*) echo "$prog: $out" ;;
+    *) fail "$prog printed '$out'" ;;
+  esac
+done
+for prog in host-pc host-pc-static host/host_shared host/host_static; do
+  out=$("$tmp/$prog") || fail "$prog failed: $out"
+  case $out in
+    *"worker: 5 values, sum 15"*"host: the loop closed cleanly")
+      echo "$prog: ran the script on its own loop" ;;
     *) fail "$prog printed '$out'" ;;
   esac
 done
