@@ -43,6 +43,8 @@ struct waitset {
   uint8_t mode;
   uint8_t cancelled;     /* the waiter was cancelled while it waited */
   uint8_t armed, expired, released, as_table;
+  uint8_t handles;       /* race, settle: its tasks' failures are seen */
+  loom_t *lm;
   loom_task_t *waiter;   /* the task waiting, or NULL */
   loom__waiter dl;       /* the deadline */
   void *bucket;
@@ -73,7 +75,13 @@ static void node_fire(loom__waiter *w, int failed) {
   uint32_t i = (uint32_t)(nd - s->nodes);
   (void)failed;
   s->done++;
-  if (nd->child->state == LOOM_FAILED) s->failed++;
+  if (nd->child->state == LOOM_FAILED) {
+    s->failed++;
+    /* race and settle take every failure as seen (as Promise.race and
+    ** allSettled do, and gather); wait and as_completed hand the tasks
+    ** to the caller, who looks at them */
+    if (s->handles) s->lm->failure_handled = 1;
+  }
   if (s->first == 0) s->first = i + 1;
   if (s->mode == M_ITER) ring(s)[(s->qhead + s->qcount++) % s->n] = i;
   if (s->waiter != NULL && satisfied(s)) loom__wake(s->waiter);
@@ -162,6 +170,7 @@ static waitset *new_set(lua_State *L, loom_t *lm, int base, lua_Integer n,
   s->n = (uint32_t)n;
   s->mode = (uint8_t)mode;
   s->as_table = (uint8_t)as_table;
+  s->lm = lm;
   s->released = 1;  /* nothing linked yet */
   s->dl.fire = deadline_fire;
   for (lua_Integer i = 1; i <= n; i++) {
@@ -332,6 +341,7 @@ static int l_race(lua_State *L) {
     return luaL_argerror(L, 1, "at least one task or function expected");
   loom__prepare_suspend(L, lm, "race");
   waitset *s = new_set(L, lm, 1, count, as_table, M_FIRST, "race", NULL);
+  s->handles = 1;
   return wait_set(L, lm, s, lua_gettop(L), race_k);
 }
 
@@ -385,6 +395,7 @@ static int l_settle(lua_State *L) {
   lua_Integer count = check_items(L, lm, 1, n, as_table, "settle");
   loom__prepare_suspend(L, lm, "settle");
   waitset *s = new_set(L, lm, 1, count, as_table, M_ALL, "settle", NULL);
+  s->handles = 1;
   return wait_set(L, lm, s, lua_gettop(L), settle_k);
 }
 
