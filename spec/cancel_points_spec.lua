@@ -48,6 +48,55 @@ local waits = {
     local t <close> = spawn(function() sleep(10) end)
     sleep(10)
   end,
+  -- the toolkit's wait points
+  ["Queue get"] = function() loom.Queue():get() end,
+  ["Queue put, full"] = function()
+    local q = loom.Queue(1)
+    q:put(1)
+    q:put(2)
+  end,
+  ["Queue iter"] = function() for _ in loom.Queue():iter() do end end,
+  ["Event wait"] = function() loom.Event():wait() end,
+  ["Lock acquire"] = function()
+    local l = loom.Lock()
+    local _ = l:acquire()
+    l:acquire()
+  end,
+  ["Semaphore acquire"] = function() loom.Semaphore(0):acquire() end,
+  ["inside loom.timeout"] = function() loom.timeout(10, sleep, 10) end,
+  ["wait_for"] = function(env)
+    env.other = spawn(function() sleep(10) end)
+    loom.wait_for(env.other, 10)
+  end,
+  ["await(seconds) of a future"] = function()
+    loom.future():await(10)
+  end,
+  ["a group's body"] = function(env)
+    loom.scope(function(g)
+      env.children = { g:spawn(sleep, 10) }
+      sleep(10)
+    end)
+  end,
+  ["a group's close"] = function(env)
+    local g <close> = loom.group()
+    env.children = { g:spawn(sleep, 10), g:spawn(sleep, 10) }
+  end,
+  ["loom.wait"] = function(env)
+    env.other = spawn(function() sleep(10) end)
+    loom.wait({ env.other })
+  end,
+  race = function(env)
+    env.children = { spawn(sleep, 10), spawn(sleep, 10) }
+    loom.race(env.children)
+  end,
+  settle = function(env)
+    env.children = { spawn(sleep, 10) }
+    loom.settle(env.children[1])
+  end,
+  as_completed = function(env)
+    env.other = spawn(function() sleep(10) end)
+    for _ in loom.as_completed({ env.other }) do end
+  end,
 }
 
 -- Each way to cancel gets the task and the env; it returns once the
