@@ -410,7 +410,8 @@ static int failure_gc(lua_State *L) {
   loom__failure *f = lua_touserdata(L, 1);
   if (lm == NULL || f->flags != 0) return 0;
   /* an older failure finalized in the same cycle is reported first */
-  if (f->link.prev != &lm->failures && finalizing(L, lm, of_link(f->link.prev)))
+  if (f->link.prev != &lm->failures &&
+      finalizing(L, lm, of_link(f->link.prev)))
     report_in_order(lm, L, f, 0);
   if (f->flags == 0) report(lm, L, 1);
   return 0;
