@@ -129,7 +129,8 @@ local function run_case(wait, cancel)
     end })
     wait(env)
   end)
-  sleep(0.01)  -- it runs and waits
+  while t:status() == "pending" do sleep(0) end  -- it starts,
+  sleep(0.01)                                    -- runs and waits
   assert.equal("running", t:status())
   cancel(t, env)
   local ok, err = pcall(t.await, t)

@@ -7,7 +7,8 @@
 -- Submodules loom.<name> to check. Add a name here when its submodule lands
 -- (and its class "loom.<name>" in types/loom.lua); a listed name that loom
 -- does not have fails.
-local SUBMODULES = { "json", "timer", "sync", "debug" }
+local SUBMODULES = { "json", "timer", "sync", "debug", "http", "fs", "tcp",
+                     "process", "dns", "signal", "worker", "io" }
 
 local it = require("spec.support.task").it
 local loom = require "loom"

@@ -3,6 +3,10 @@
 -- (docs/http.md), so editors complete and type-check requests. Point
 -- LuaLS at this directory, as for types/loom.lua.
 
+---@class loom
+---@field http loom.http HTTP client on libcurl, loaded on first use.
+loom = {}
+
 ---@alias loom.http.Kind "connect"|"dns"|"tls"|"timeout"|"protocol"|"redirects"|"url"|"too_large"|"status"
 ---@alias loom.http.Version "1.0"|"1.1"|"2"
 
