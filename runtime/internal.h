@@ -37,6 +37,10 @@
 
 /* Resumes drained from the ready queue in one turn before I/O is polled. */
 #define LOOM_READY_BURST 4096
+/* Spawns in one turn that make a burst, and the collector's pause while
+** it lasts (see sched.c). */
+#define LOOM_BURST_SPAWNS 1024
+#define LOOM_BURST_PAUSE  1000
 /* Finished threads kept for reuse. */
 #define LOOM_THREAD_POOL 64
 
@@ -142,6 +146,9 @@ struct loom {
   void *report_ud;
   struct loom__post *post;   /* loom_post's queue (post.c) */
   int sched_error;           /* memory ran out in the scheduler: stopped */
+  uint32_t turn_spawns;      /* tasks spawned since the turn began */
+  int burst_pause;           /* while a spawn burst is paced: the GC pause
+                                to restore after it; else 0 (sched.c) */
 };
 
 /* loom owns LUA_EXTRASPACE: loom_open puts the runtime in the main
@@ -181,6 +188,11 @@ void loom__sched_close(loom_t *lm);
 ** callback, never allocates); raises a memory error if it cannot. */
 void loom__sched_reserve(lua_State *L, loom_t *lm);
 void loom__enqueue_ready(loom_t *lm, loom_task_t *t);
+/* A spawn: paces the collector when many come in one turn (sched.c). */
+static inline void loom__count_spawn(lua_State *L, loom_t *lm) {
+  void loom__pace_burst(lua_State *L, loom_t *lm);
+  if (++lm->turn_spawns == LOOM_BURST_SPAWNS) loom__pace_burst(L, lm);
+}
 void loom__enqueue_next(loom_t *lm, loom_task_t *t);
 
 static inline int loom__on_loop_thread(loom_t *lm) {

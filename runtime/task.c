@@ -147,6 +147,7 @@ loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs,
   if (!lua_checkstack(L, LUA_MINSTACK))
     luaL_error(L, "%s: stack overflow", fname);
   loom__sched_reserve(L, lm);
+  loom__count_spawn(L, lm);
   loom_task_t *t = loom__type_new(L, &lm->task_type, 1, LOOM_TASK_TAG);
   loom__list_init(&t->waiters);
   lua_insert(L, base);  /* [task, fn, args...] */
