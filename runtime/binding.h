@@ -72,12 +72,16 @@ void loom__setfuncs(lua_State *L, const luaL_Reg *fns);
 
 /* ---- loom's userdata ------------------------------------------------- */
 
-/* A metatable for a userdata type, recognised by pointer, and a tag the
-** userdata's memory starts with: debug.setmetatable can give any userdata
-** a loom metatable, so the size and the tag are checked too. */
+/* A metatable for a userdata type, and what recognises the type's
+** userdata: their size and a tag their memory starts with (each loom type
+** has its own). debug.setmetatable can give any userdata a loom
+** metatable, so the metatable proves nothing; Lua code cannot make a full
+** userdata of a chosen size and contents, so size and tag do, and they
+** cost a few loads where fetching and comparing the metatable costs a
+** hundred instructions on every method call. */
 typedef struct loom__type {
   const char *name;   /* "loom.Future": its __name, and messages */
-  const void *mt;     /* the metatable, to compare */
+  const void *mt;     /* the metatable */
   int ref;            /* registry ref, to set it */
   size_t size;        /* the userdata's size */
 } loom__type;
@@ -87,17 +91,13 @@ void loom__type_init(lua_State *L, loom__type *ty, size_t size);
 /* A new userdata of type ty with nuv user values, zeroed but for tag. */
 void *loom__type_new(lua_State *L, const loom__type *ty, int nuv,
                      uint32_t tag);
-/* The userdata of type ty at idx, or NULL. */
+/* The userdata of type ty at idx, or NULL (a light userdata has size 0). */
 static inline void *loom__type_test(lua_State *L, int idx,
                                     const loom__type *ty, uint32_t tag) {
   void *p = lua_touserdata(L, idx);
-  if (p == NULL || lua_type(L, idx) != LUA_TUSERDATA ||
-      lua_rawlen(L, idx) != ty->size || *(uint32_t *)p != tag ||
-      !lua_getmetatable(L, idx))
+  if (p == NULL || lua_rawlen(L, idx) != ty->size || *(uint32_t *)p != tag)
     return NULL;
-  int same = lua_topointer(L, -1) == ty->mt;
-  lua_pop(L, 1);
-  return same ? p : NULL;
+  return p;
 }
 /* As luaL_checkudata for argument 1 (self) of a method. */
 static inline void *loom__type_check(lua_State *L, const loom__type *ty,

@@ -44,7 +44,7 @@ int loom__push_waiting(lua_State *L, loom_t *lm, loom_task_t *skip,
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
   int live = lua_gettop(L);
   lua_pushliteral(L, "");  /* the text so far: one slot, whatever n is */
-  for (uint32_t i = 1; i <= lm->live_count; i++) {
+  for (uint32_t i = 1; i <= lm->live_top; i++) {  /* with holes */
     lua_rawgeti(L, live, 2 * (lua_Integer)i - 1);
     loom_task_t *t = loom__totask(L, lm, -1);
     lua_pop(L, 1);
@@ -77,11 +77,12 @@ static int l_pending(lua_State *L) {
 /* loom.debug.tasks(): the unfinished tasks, as a sequence */
 static int l_tasks(lua_State *L) {
   loom_t *lm = loom__up(L);
+  lua_Integer n = 0;
   lua_createtable(L, (int)lm->live_count, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  for (uint32_t i = 1; i <= lm->live_count; i++) {
-    lua_rawgeti(L, -1, 2 * (lua_Integer)i - 1);
-    lua_rawseti(L, -3, (lua_Integer)i);
+  for (uint32_t i = 1; i <= lm->live_top; i++) {  /* with holes */
+    if (lua_rawgeti(L, -1, 2 * (lua_Integer)i - 1) == LUA_TNIL) lua_pop(L, 1);
+    else lua_rawseti(L, -3, ++n);
   }
   lua_pop(L, 1);
   return 1;

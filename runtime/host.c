@@ -245,7 +245,7 @@ void loom__close_tasks(loom_t *lm) {
     lua_settop(L, top);
     return;
   }
-  for (uint32_t i = lm->live_count; i >= 1; i--) {
+  for (uint32_t i = lm->live_top; i >= 1; i--) {
     lua_rawgeti(L, top + 1, 2 * (lua_Integer)i - 1);
     loom_task_t *t = loom__totask(L, lm, -1);
     lua_pop(L, 1);

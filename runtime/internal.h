@@ -106,6 +106,10 @@ struct loom {
   loom_task_t *main_task;    /* the task loom_run waits for, or NULL */
   struct loom__deadlines *deadlines;  /* deadline.c */
   uint32_t live_count;       /* unfinished tasks */
+  uint32_t live_top;         /* highest pair index of the live table: the
+                                pairs 1..live_top hold them, with holes */
+  uint32_t *live_free;       /* the holes' indexes (task.c) */
+  uint32_t live_free_count, live_free_cap;
   int live_ref;              /* registry: [task, thread] pairs, unfinished */
   int pool_ref;              /* registry: finished threads for reuse */
   int running;               /* inside loom_run */

@@ -33,6 +33,8 @@ static void default_report(loom_t *lm, const char *report, void *ud) {
 
 static void free_runtime(loom_t *lm) {
   loom__deadline_free(lm);
+  free(lm->live_free);
+  lm->live_free = NULL;
   loom__post_free(lm);  /* lm itself, unless a thread still holds it */
 }
 
@@ -473,7 +475,7 @@ LOOM_API int loom_cancel_all(loom_t *lm) {
   /* cancel hooks only let go and queue: the live table stays as it is */
   if (!lua_checkstack(L, 2)) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  for (uint32_t i = 1; i <= lm->live_count; i++) {
+  for (uint32_t i = 1; i <= lm->live_top; i++) {
     lua_rawgeti(L, -1, 2 * (lua_Integer)i - 1);  /* the task of pair i */
     loom_task_t *t = lua_touserdata(L, -1);
     lua_pop(L, 1);

@@ -3,6 +3,8 @@
 ** loom__task_resume (the one place that resumes a task), finishing,
 ** awaiting, and the Lua methods of "loom.Task".
 */
+#include <stdlib.h>
+
 #include "internal.h"
 
 static const char *const state_names[] = {
@@ -13,15 +15,32 @@ static const char *const state_names[] = {
 
 /* The live table holds each unfinished task and its thread side by side,
 ** at 2i-1 and 2i for live_index i: anchored where the debug library's
-** object functions (setuservalue, setlocal) cannot unhook them. */
+** object functions (setuservalue, setlocal) cannot unhook them. A finished
+** task leaves a hole whose index is reused by the next spawn (a stack of
+** free indexes in C): two stores each way, nothing moved. */
 static void live_add(lua_State *L, loom_t *lm, loom_task_t *t, int ud,
                      int thread) {
+  uint32_t i;
+  if (lm->live_free_count > 0) {
+    i = lm->live_free[--lm->live_free_count];
+  } else {
+    if (lm->live_top == lm->live_free_cap) {  /* room to free them all */
+      uint32_t cap = lm->live_free_cap ? lm->live_free_cap * 2 : 64;
+      uint32_t *free_ = realloc(lm->live_free, cap * sizeof *free_);
+      if (free_ == NULL || cap < lm->live_free_cap)
+        luaL_error(L, "not enough memory for a task");
+      lm->live_free = free_;
+      lm->live_free_cap = cap;
+    }
+    i = ++lm->live_top;
+  }
+  lm->live_count++;
+  t->live_index = i;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  t->live_index = ++lm->live_count;
   lua_pushvalue(L, ud);
-  lua_rawseti(L, -2, 2 * (lua_Integer)t->live_index - 1);
+  lua_rawseti(L, -2, 2 * (lua_Integer)i - 1);
   lua_pushvalue(L, thread);
-  lua_rawseti(L, -2, 2 * (lua_Integer)t->live_index);
+  lua_rawseti(L, -2, 2 * (lua_Integer)i);
   lua_pop(L, 1);
 }
 
@@ -36,22 +55,16 @@ void loom__push_task(lua_State *L, loom_t *lm, loom_task_t *t) {
   live_push(L, lm, t);
 }
 
-/* Swap-remove: the last pair takes the hole. */
 static void live_remove(lua_State *L, loom_t *lm, loom_task_t *t) {
-  lua_Integer last = lm->live_count--, hole = t->live_index;
+  lua_Integer i = t->live_index;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lm->live_ref);
-  if (hole != last) {
-    lua_rawgeti(L, -1, 2 * last - 1);
-    ((loom_task_t *)lua_touserdata(L, -1))->live_index = (uint32_t)hole;
-    lua_rawseti(L, -2, 2 * hole - 1);
-    lua_rawgeti(L, -1, 2 * last);
-    lua_rawseti(L, -2, 2 * hole);
-  }
   lua_pushnil(L);
-  lua_rawseti(L, -2, 2 * last);
+  lua_rawseti(L, -2, 2 * i);
   lua_pushnil(L);
-  lua_rawseti(L, -2, 2 * last - 1);
+  lua_rawseti(L, -2, 2 * i - 1);
   lua_pop(L, 1);
+  lm->live_free[lm->live_free_count++] = (uint32_t)i;
+  lm->live_count--;
   t->live_index = 0;
 }
 

@@ -1,6 +1,6 @@
 /*
-** values.c: loom's userdata types (recognised by metatable, size and tag,
-** so no other userdata passes for one) and packed values (any number of
+** values.c: loom's userdata types (recognised by size and tag, so no
+** other userdata passes for one) and packed values (any number of
 ** results held as one Lua value: tasks, futures, queues and HTTP share it).
 */
 #include <string.h>
