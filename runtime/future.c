@@ -24,12 +24,17 @@ static loom_future_t *checkfuture(lua_State *L, loom_t *lm) {
   return loom__type_check(L, &lm->future_type, LOOM_FUTURE_TAG);
 }
 
-/* loom.future() */
+/* loom.future(): upvalue 2 is the metatable (a future per wait is the
+** hot path of channels built on futures: no registry lookup here) */
 static int f_new(lua_State *L) {
-  loom_t *lm = loom__up(L);
-  loom_future_t *f = loom__type_new(L, &lm->future_type, 1, LOOM_FUTURE_TAG);
-  loom__list_init(&f->waiters);
+  loom__up(L);
+  loom_future_t *f = lua_newuserdatauv(L, sizeof *f, 1);
+  f->tag = LOOM_FUTURE_TAG;
+  f->nvalues = 0;
   f->state = F_PENDING;
+  loom__list_init(&f->waiters);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
   return 1;
 }
 
@@ -80,6 +85,7 @@ static int f_status(lua_State *L) {
 
 static int values(lua_State *L, loom_future_t *f, int idx, const char *fn) {
   lua_getiuservalue(L, idx, 1);
+  if (f->nvalues == 1 && f->state == F_DONE) return 1;  /* the usual case */
   if (f->state == F_FAILED) {
     loom__failure *rec = loom__tofailure(L, loom_get(L), -1);
     if (rec == NULL)
@@ -157,6 +163,7 @@ int loom__open_future(lua_State *L, loom_t *lm) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   loom__push_box(L);
-  lua_pushcclosure(L, f_new, 1);
+  luaL_getmetatable(L, LOOM_FUTURE_MT);
+  lua_pushcclosure(L, f_new, 2);
   return 1;  /* leaves loom.future on the stack */
 }
