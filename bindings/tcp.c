@@ -403,11 +403,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_listen(lua_State *L) {
   const char *host = checkhost(L, 1);
   int port = checkport(L, 2);
-  if (!lua_isnoneornil(L, 3) && !lua_isfunction(L, 3)) {
-    if (luaL_getmetafield(L, 3, "__call") == LUA_TNIL)
-      return luaL_typeerror(L, 3, "function");
-    lua_pop(L, 1);
-  }
+  if (!lua_isnoneornil(L, 3)) loom__checkcallable(L, 3);
   int backlog = backlog_of(L, 4);
   double ms = loom__io_opttimeout_field(L, 4, "listen");
   int family = loom__dns_family(L, 4, "listen");

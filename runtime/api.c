@@ -12,23 +12,14 @@
 
 static const char os_exit_key = 0;  /* registry: Lua's own os.exit */
 
-static void checkcallable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return;
-  }
-  luaL_typeerror(L, idx, "function");
-}
-
 static int l_create_task(lua_State *L) {
-  checkcallable(L, 1);
+  loom__checkcallable(L, 1);
   loom__spawn(L, loom__up(L), lua_gettop(L) - 1, "create_task");
   return 1;
 }
 
 static int l_spawn(lua_State *L) {
-  checkcallable(L, 1);
+  loom__checkcallable(L, 1);
   loom__spawn(L, loom__up(L), lua_gettop(L) - 1, "spawn");
   return 1;
 }
@@ -50,7 +41,7 @@ static int async_call(lua_State *L) {
 }
 
 static int l_async(lua_State *L) {
-  checkcallable(L, 1);
+  loom__checkcallable(L, 1);
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
@@ -86,7 +77,7 @@ static const loom__wait run_wait = {
 static int l_run(lua_State *L) {
   loom_t *lm = loom__up(L);
   int nres, r;
-  checkcallable(L, 1);
+  loom__checkcallable(L, 1);
   if (lm->exiting)
     return luaL_error(L, "run: the runtime is exiting");
   if (lm->running && !lm->current)

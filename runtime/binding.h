@@ -107,6 +107,11 @@ static inline void *loom__type_check(lua_State *L, const loom__type *ty,
   return p;
 }
 
+/* Whether the value at idx can be called (a function, or __call). */
+int loom__iscallable(lua_State *L, int idx);
+/* As luaL_checktype for a callable argument: "function expected". */
+void loom__checkcallable(lua_State *L, int idx);
+
 /* n values on top -> one value: nil for none, the value itself for one,
 ** a table for more. loom__unpack pushes them back (n as given to pack);
 ** it raises if they do not fit on the stack. */

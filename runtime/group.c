@@ -114,11 +114,7 @@ static int g_spawn(lua_State *L) {
   loom_t *lm = loom__up(L);
   group *g = checkgroup(L, lm);
   if (g->closed) return luaL_error(L, "spawn: the group is closed");
-  if (!lua_isfunction(L, 2)) {
-    if (luaL_getmetafield(L, 2, "__call") == LUA_TNIL)
-      return luaL_typeerror(L, 2, "function");
-    lua_pop(L, 1);
-  }
+  loom__checkcallable(L, 2);
   if (g->n == UINT32_MAX - 1)
     return luaL_error(L, "spawn: too many tasks in the group");
   gnode *nd = new_node(L, g, 1);
@@ -397,11 +393,7 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx) {
 /* loom.scope(fn, ...): fn(g, ...) in a group's scope; fn's results. */
 static int l_scope(lua_State *L) {
   loom_t *lm = loom__up(L);
-  if (!lua_isfunction(L, 1)) {
-    if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
-      return luaL_typeerror(L, 1, "function");
-    lua_pop(L, 1);
-  }
+  loom__checkcallable(L, 1);
   int nargs = lua_gettop(L) - 1;
   new_group(L, lm, "scope");
   lua_insert(L, 1);        /* [g, fn, args...] */

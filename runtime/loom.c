@@ -327,10 +327,7 @@ LOOM_API int loom_spawn(lua_State *L, int nargs) {
   int fn = lua_gettop(L) - nargs;
   if (lm == NULL || fn < 1 || nargs < 0) return UV_EINVAL;
   if (!lua_checkstack(L, 3)) return UV_ENOMEM;
-  if (!lua_isfunction(L, fn)) {
-    if (luaL_getmetafield(L, fn, "__call") == LUA_TNIL) return UV_EINVAL;
-    lua_pop(L, 1);
-  }
+  if (!loom__iscallable(L, fn)) return UV_EINVAL;
   lua_pushcfunction(L, spawn_protected);
   lua_insert(L, fn);
   if (lua_pcall(L, nargs + 1, 1, 0) != LUA_OK) {

@@ -236,15 +236,6 @@ static int record_tostring(lua_State *L) {
   return 1;
 }
 
-static void checkcallable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return;
-  }
-  luaL_typeerror(L, idx, "function");
-}
-
 static double checkseconds(lua_State *L, int idx) {
   lua_Number s = luaL_checknumber(L, idx);
   luaL_argcheck(L, s >= 0, idx, "non-negative number expected");
@@ -260,7 +251,7 @@ static int timeout_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_timeout(lua_State *L) {
   loom_t *lm = loom__up(L);
   double s = checkseconds(L, 1);
-  checkcallable(L, 2);
+  loom__checkcallable(L, 2);
   loom_task_t *t = lm->current;
   if (t == NULL)
     return luaL_error(L, "timeout: not inside a task (wrap the code in "

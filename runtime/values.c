@@ -26,6 +26,17 @@ void *loom__type_new(lua_State *L, const loom__type *ty, int nuv,
   return p;
 }
 
+int loom__iscallable(lua_State *L, int idx) {
+  if (lua_isfunction(L, idx)) return 1;
+  if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
+void loom__checkcallable(lua_State *L, int idx) {
+  if (!loom__iscallable(L, idx)) luaL_typeerror(L, idx, "function");
+}
+
 void loom__pack(lua_State *L, int n) {
   if (n == 0) {
     lua_pushnil(L);
