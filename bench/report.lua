@@ -456,7 +456,8 @@ local function put(s, ...) svg[#svg + 1] = s:format(...) end
 put('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
   .. 'viewBox="0 0 %d %d" font-family="DejaVu Sans, Arial, sans-serif" '
   .. 'font-size="12">', W, H, W, H)
-put('<style>.h{font-weight:bold}.p{text-anchor:end}.v{fill:#222}'
+put('<style>.h{font-weight:bold;paint-order:stroke;stroke:#fff;'
+  .. 'stroke-width:4px;stroke-linejoin:round}.p{text-anchor:end}.v{fill:#222}'
   .. '.f{fill:#333}.win{fill:#4c9a5b}.lose{fill:#d0674f}'
   .. '.g{stroke:#ccc;stroke-width:1}.one{stroke:#000;stroke-width:1.5}'
   .. '.t{text-anchor:middle;fill:#555;font-size:11}</style>')
