@@ -1,10 +1,11 @@
 -- soak: spawn and finish 1,000,000 tasks in batches of 10,000 (each
 -- sleeps 0 or 1 ms, some fail and are awaited, some are cancelled) and
--- print the process's resident memory every 100,000 tasks: after warm-up
--- it must stay flat (within 5 %), or something leaks.
+-- print the process's resident memory every ten batches (100,000 tasks):
+-- after warm-up it must stay flat (within 5 %), or something leaks.
+--   usage: loom bench/soak.lua [N=1000000] [BATCH=10000]
 local loom = loom or require "loom"
 local N = tonumber(arg[1]) or 1000000
-local BATCH = 10000
+local BATCH = tonumber(arg[2]) or 10000
 
 local function rss_kb()
   local f = io.open("/proc/self/status")
@@ -28,7 +29,7 @@ loom.run(function()
     for i = 1, BATCH, 11 do tasks[i]:cancel() end
     for i = 1, BATCH do pcall(tasks[i].await, tasks[i]) end
     done = done + BATCH
-    if done % 100000 == 0 then
+    if done % (BATCH * 10) == 0 then
       local kb = rss_kb()
       series[#series + 1] = kb
       print(("soak: %7d tasks  rss %6d KB  %.2f s"):format(done, kb,
