@@ -153,6 +153,7 @@ struct loom {
   uint32_t turn_spawns;      /* tasks spawned since the turn began */
   int burst_pause;           /* while a spawn burst is paced: the GC pause
                                 to restore after it; else 0 (sched.c) */
+  uint32_t live_high;        /* most unfinished tasks at a turn's end */
 };
 
 /* loom owns LUA_EXTRASPACE: loom_open puts the runtime in the main

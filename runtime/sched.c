@@ -110,22 +110,26 @@ static int drain(lua_State *L) {
 ** Spawn bursts. Tasks spawned by the thousand in one turn are live data the
 ** collector can only walk, again at every cycle, while the heap grows with
 ** them (200,000 spawns: a fifth of the time in incremental mode's marking).
-** So for such a burst the pause between cycles goes up (a cycle starts when
-** the heap is 10 times, not twice, what the last one kept), and back to the
-** program's own once a turn spawns few again. With the generational mode
-** (lua.c's, and so stock lua5.4's) the pause is not used: nothing changes.
+** So for a burst that takes the number of live tasks past its highest, the
+** pause between cycles goes up (a cycle starts when the heap is 10 times,
+** not twice, what the last one kept), and back to the program's own in the
+** first turn that spawns few. A burst that only replaces finished tasks
+** (batches of the same size) is not paced: there the garbage of the last
+** batch is most of the heap, and the raised pause let it pile up five
+** times over. With the generational mode (lua.c's, and so stock lua5.4's)
+** the pause is not used: nothing changes.
 */
 void loom__pace_burst(lua_State *L, loom_t *lm) {
-  if (lm->burst_pause == 0)
+  if (lm->burst_pause == 0 && lm->live_count > lm->live_high)
     lm->burst_pause = lua_gc(L, LUA_GCSETPAUSE, LOOM_BURST_PAUSE);
 }
 
 static void end_burst(loom_t *lm) {
-  if (lm->burst_pause != 0 && lm->turn_spawns < LOOM_BURST_SPAWNS &&
-      lm->live_count < LOOM_BURST_SPAWNS) {
+  if (lm->burst_pause != 0 && lm->turn_spawns < LOOM_BURST_SPAWNS) {
     lua_gc(lm->L, LUA_GCSETPAUSE, lm->burst_pause);
     lm->burst_pause = 0;
   }
+  if (lm->live_count > lm->live_high) lm->live_high = lm->live_count;
   lm->turn_spawns = 0;
 }
 
