@@ -427,22 +427,26 @@ static char *checkpath(lua_State *L, int idx) {
   return (char *)p;
 }
 
-/* A new job for the running task (after loom__prepare_suspend). */
+/* A new job for the running task (after loom__prepare_suspend). The path
+** is copied first, so a failure frees nothing the job already holds. */
 static fsjob *job_new(lua_State *L, int op, const char *fname,
                       const char *path) {
   loom__io *io = loom__io_get(L);
+  char *copy = NULL;
+  if (path != NULL && (copy = strdup(path)) == NULL)
+    return luaL_error(L, "%s: not enough memory", fname), NULL;
   fsjob *j = calloc(1, sizeof *j);
-  if (j == NULL) luaL_error(L, "%s: not enough memory", fname);
+  if (j == NULL) {
+    free(copy);
+    return luaL_error(L, "%s: not enough memory", fname), NULL;
+  }
   j->lm = io->lm;
   j->io = io;
   j->op = op;
   j->fname = fname;
+  j->path = copy;
   j->fd = -1;
   j->work.data = j;
-  if (path != NULL && (j->path = strdup(path)) == NULL) {
-    free(j);
-    luaL_error(L, "%s: not enough memory", fname);
-  }
   return j;
 }
 
