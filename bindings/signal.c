@@ -282,7 +282,11 @@ static struct {
   uv_async_t *async;
   loom__closer closer;
   int task_ref;
+  loom_task_t *main;       /* the task at task_ref */
   int interrupted;
+  /* A Ctrl-C set the hook and it has not fired yet; it fired in the main
+  ** task (which then needs no second cancellation from the loop). */
+  volatile sig_atomic_t hook_armed, hook_hit_main;
 } dflt;
 static volatile sig_atomic_t sigint_hits;
 static const char sigint_reason = 0;
@@ -304,6 +308,10 @@ static void die_by_sigint(void) {
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  if (!dflt.hook_armed) return;  /* the loop saw this Ctrl-C first */
+  dflt.hook_armed = 0;
+  if (dflt.lm != NULL && loom__running_task(dflt.lm) == dflt.main)
+    dflt.hook_hit_main = 1;
   dflt.interrupted = 1;
   loom__push_cancelled(L, &sigint_reason);
   lua_pushliteral(L, "interrupted");
@@ -315,9 +323,11 @@ static void on_sigint(int sig) {
   (void)sig;
   if (++sigint_hits >= 2 || dflt.async == NULL) die_by_sigint();
   lua_State *T = dflt.lm != NULL ? loom_running(dflt.lm) : NULL;
-  if (T != NULL)  /* lua_sethook is safe here: lua.c's laction does it */
+  if (T != NULL) {  /* lua_sethook is safe here: lua.c's laction does it */
+    dflt.hook_armed = 1;
     lua_sethook(T, interrupt_hook,
                 LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
   uv_async_send(dflt.async);
 }
 
@@ -331,10 +341,15 @@ static void default_reinstall(void) {
 }
 
 /* On the loop: the first Ctrl-C cancels the main task (or, once it has
-** finished and only background work is left, ends the process). */
+** finished and only background work is left, ends the process), unless
+** the hook already interrupted the main task where it ran: cancelling it
+** again would cut short the cleanup that Ctrl-C started. A hook that has
+** not fired is disarmed, for the same reason. */
 static void on_sigint_async(uv_async_t *h) {
   (void)h;
   if (sigint_hits == 0 || dflt.lm == NULL) return;
+  dflt.hook_armed = 0;
+  if (dflt.hook_hit_main) return;
   lua_State *L = dflt.L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, dflt.task_ref);
   loom_task_t *t = lua_touserdata(L, -1);
@@ -375,7 +390,9 @@ LOOM_API int loom_catch_sigint(lua_State *L, int idx) {
   dflt.task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   dflt.lm = lm;
   dflt.L = L;
+  dflt.main = lua_touserdata(L, idx);
   dflt.interrupted = 0;
+  dflt.hook_armed = dflt.hook_hit_main = 0;
   dflt.closer.close = default_close;
   loom__add_closer(lm, &dflt.closer);
   sigint_hits = 0;

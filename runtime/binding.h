@@ -150,6 +150,8 @@ void loom__resumed(lua_State *L, loom_t *lm);
 void loom__wake(loom_task_t *t);
 /* The runtime a task belongs to. */
 loom_t *loom__task_loom(loom_task_t *t);
+/* The task being resumed, or NULL (safe from a signal handler or hook). */
+loom_task_t *loom__running_task(loom_t *lm);
 
 /* Cancels t, as t:cancel() does: raises Cancelled at its wait point (or
 ** when it next waits, or as it ends). reason tells this cancellation from

@@ -74,6 +74,10 @@ loom_t *loom__task_loom(loom_task_t *t) {
   return loom__thread_loom(t->thread);
 }
 
+loom_task_t *loom__running_task(loom_t *lm) {
+  return lm->current;
+}
+
 /* ---- cancelling ----------------------------------------------------- */
 
 int loom__cancel(loom_t *lm, loom_task_t *t, const void *reason) {

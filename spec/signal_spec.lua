@@ -142,6 +142,26 @@ sleep(30)
       assert.equal(130, code)
     end)
 
+    it("Ctrl-C in a busy main task cancels it once: its cleanup may wait",
+       function()
+      -- the handler's hook interrupts the loop where it runs; the loop's
+      -- own cancellation of the main task must not cut the cleanup short
+      local p = start([[
+local x <close> = setmetatable({}, { __close = function(_, e)
+  print("cleanup", loom.is_cancelled(e)) io.stdout:flush()
+  sleep(0.1)
+  print("cleanup done")
+end })
+print("ready") io.stdout:flush()
+while true do end
+]])
+      p:kill("SIGINT")
+      local out, err, code = finish(p)
+      assert.equal("cleanup\ttrue\ncleanup done\n", out)
+      assert.matches("interrupted\n$", err)
+      assert.equal(130, code)
+    end)
+
     it("a second Ctrl-C ends it at once, even in a busy loop", function()
       local p = start([[
 local x <close> = setmetatable({}, { __close = function()
