@@ -192,6 +192,8 @@ void loom__sched_close(loom_t *lm);
 /* Makes room in the queues for every live task (so waking, from a
 ** callback, never allocates); raises a memory error if it cannot. */
 void loom__sched_reserve(lua_State *L, loom_t *lm);
+/* The same for n tasks, without raising: 0, or -1 if out of memory. */
+int loom__sched_room(loom_t *lm, uint32_t n);
 void loom__enqueue_ready(loom_t *lm, loom_task_t *t);
 /* A spawn: paces the collector when many come in one turn (sched.c). */
 static inline void loom__count_spawn(lua_State *L, loom_t *lm) {
@@ -270,6 +272,7 @@ void loom__push_timeout(lua_State *L, double seconds, const char *more);
 void loom__open_timeout(lua_State *L, loom_t *lm);
 /* t finished: its loom.timeout records (frames it abandoned) let go. */
 void loom__timeouts_orphan(loom_t *lm, loom_task_t *t);
+void loom__timeouts_due(lua_State *L, loom_t *lm, loom_task_t *t);
 /* Awaits the task or future at idx for at most the seconds at sidx (none
 ** or nil: no limit); a task still running then is cancelled, and waited
 ** for, and Timeout is raised. */

@@ -75,9 +75,13 @@ static void update_idle(loom_t *lm) {
   }
 }
 
+int loom__sched_room(loom_t *lm, uint32_t n) {
+  return queue_reserve(&lm->ready, n) != 0 || queue_reserve(&lm->next, n) != 0
+         ? -1 : 0;
+}
+
 void loom__sched_reserve(lua_State *L, loom_t *lm) {
-  uint32_t n = lm->live_count + 1;
-  if (queue_reserve(&lm->ready, n) != 0 || queue_reserve(&lm->next, n) != 0)
+  if (loom__sched_room(lm, lm->live_count + 1) != 0)
     luaL_error(L, "not enough memory for the run queue");
 }
 
@@ -120,15 +124,17 @@ static int drain(lua_State *L) {
 ** the pause is not used: nothing changes.
 */
 void loom__pace_burst(lua_State *L, loom_t *lm) {
-  if (lm->burst_pause == 0 && lm->live_count > lm->live_high)
-    lm->burst_pause = lua_gc(L, LUA_GCSETPAUSE, LOOM_BURST_PAUSE);
+  if (lm->burst_pause == 0 && lm->live_count > lm->live_high) {
+    /* inside a finalizer lua_gc does nothing and says -1 */
+    int pause = lua_gc(L, LUA_GCSETPAUSE, LOOM_BURST_PAUSE);
+    if (pause > 0) lm->burst_pause = pause;
+  }
 }
 
 static void end_burst(loom_t *lm) {
-  if (lm->burst_pause != 0 && lm->turn_spawns < LOOM_BURST_SPAWNS) {
-    lua_gc(lm->L, LUA_GCSETPAUSE, lm->burst_pause);
+  if (lm->burst_pause != 0 && lm->turn_spawns < LOOM_BURST_SPAWNS &&
+      lua_gc(lm->L, LUA_GCSETPAUSE, lm->burst_pause) >= 0)
     lm->burst_pause = 0;
-  }
   if (lm->live_count > lm->live_high) lm->live_high = lm->live_count;
   lm->turn_spawns = 0;
 }

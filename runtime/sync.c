@@ -309,7 +309,10 @@ static int q_iter(lua_State *L) {
 
 static int q_try_get(lua_State *L) {
   queue *q = upstate(L, LOOM_QUEUE_TAG);
-  if (q->count == 0) return 0;
+  if (q->count == 0) {
+    lua_pushnil(L);  /* nil, as the docs say: not nothing */
+    return 1;
+  }
   take(L, q);
   return 1;
 }

@@ -159,6 +159,7 @@ loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs,
   int base = lua_gettop(L) - nargs;  /* the function */
   if (!lua_checkstack(L, LUA_MINSTACK))
     luaL_error(L, "%s: stack overflow", fname);
+  if (lm->exiting) luaL_error(L, "%s: the runtime is exiting", fname);
   loom__sched_reserve(L, lm);
   loom__count_spawn(L, lm);
   loom_task_t *t = loom__type_new(L, &lm->task_type, 1, LOOM_TASK_TAG);
@@ -177,6 +178,14 @@ loom_task_t *loom__spawn(lua_State *L, loom_t *lm, int nargs,
   lua_xmove(L, T, nargs + 1);  /* T: [body, task, spawner, fn, args...] */
   live_add(L, lm, t, base, base + 1);
   lua_pop(L, 1);  /* the thread: the live table holds it */
+  /* the allocations since the reserve may have run finalizers that
+  ** spawned too: room for them all, with nothing allocated from here on */
+  if (loom__sched_room(lm, lm->live_count) != 0) {
+    live_remove(L, lm, t);
+    t->thread = NULL;
+    t->state = LOOM_DONE;
+    luaL_error(L, "not enough memory for the run queue");
+  }
   loom__enqueue_next(lm, t);
   return t;
 }

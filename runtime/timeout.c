@@ -120,6 +120,8 @@ struct loom__timeout {
   double seconds;
   const char *what;     /* what the work waited on when the time ran out */
   uint8_t armed, fired, closed;
+  uint8_t late;         /* fired while its coroutine was suspended by a
+                           plain yield: due at that coroutine's next wait */
   char where[LUA_IDSIZE + 16];  /* and where: "x.lua:7" */
 };
 
@@ -164,7 +166,10 @@ static void timeout_fire(loom__waiter *w, int failed) {
   r->fired = 1;
   if (t == NULL) return;
   loom_t *lm = loom__task_loom(t);
-  if (!is_waiting(r, t, lm)) return;  /* its frame was abandoned */
+  if (!is_waiting(r, t, lm)) {  /* suspended by a yield, or abandoned */
+    r->late = 1;
+    return;
+  }
   if (t->flags & (LOOM_TF_CANCEL | LOOM_TF_WOKEN_CANCEL)) {
     /* a cancellation is on its way: take it over if it is an inner
     ** deadline's; a plain cancel or anyone else's stays */
@@ -178,6 +183,22 @@ static void timeout_fire(loom__waiter *w, int failed) {
   }
   note_where(r, t);
   loom__cancel(lm, t, r);
+}
+
+/* Before a wait in L: a deadline that passed while L was suspended by a
+** plain coroutine.yield is delivered now, the outermost first, as if it
+** had fired during this wait. */
+void loom__timeouts_due(lua_State *L, loom_t *lm, loom_task_t *t) {
+  loom__timeout *due = NULL;
+  for (loom__timeout *x = t->timeouts; x != NULL; x = x->outer)
+    if (x->late && x->L == L) due = x;
+  if (due == NULL) return;
+  for (loom__timeout *x = t->timeouts; x != NULL; x = x->outer)
+    if (x->L == L) x->late = 0;
+  (void)lm;
+  note_where(due, t);
+  loom__push_cancelled(L, due);
+  lua_error(L);
 }
 
 /* Disarms r and takes it out of its task's chain; L for the anchors. */

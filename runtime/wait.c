@@ -36,6 +36,7 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
     loom__push_cancelled(L, reason);
     lua_error(L);
   }
+  if (t->timeouts != NULL) loom__timeouts_due(L, lm, t);
   return t;
 }
 

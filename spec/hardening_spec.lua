@@ -110,6 +110,18 @@ loom.future():await()
         { out, err, code })
     end)
 
+  it("refuses spawn from a <close> handler while the runtime exits",
+    function()
+      local out, err, code = cli.script([[
+local x <close> = setmetatable({}, {__close = function()
+  print(pcall(spawn, function() end))
+end})
+os.exit(3, true)
+]])
+      assert.same({ "false\tspawn: the runtime is exiting\n", "", 3 },
+        { out, err, code })
+    end)
+
   it("also while the main task waits in gather, or on a task", function()
     for _, wait in ipairs{ "gather(function() sleep(10) end)",
                            "spawn(function() sleep(10) end):await()" } do
@@ -145,6 +157,46 @@ local g = setmetatable({}, {__gc = function() print("finalized") end})
         assert.equal(7, code)
       end)
   end
+end)
+
+describe("spawning from finalizers", function()
+  after_each(cli.cleanup)
+
+  it("finalizers that spawn while a spawn allocates, with no task running "
+     .. "(loom.so), leave the run queue room for every task", function()
+    local out, err, code = cli.module([[
+local loom = require "loom"
+local ran = 0
+local function f() ran = ran + 1 end
+collectgarbage("incremental")
+collectgarbage("setpause", 0)      -- a collector step at every allocation
+collectgarbage("setstepmul", 1000)
+local made = 0
+local mt = { __gc = function() loom.spawn(f) loom.spawn(f) made = made + 2 end }
+for _ = 1, 3000 do
+  setmetatable({}, mt)
+  loom.spawn(f)
+end
+loom.run(function() end)
+collectgarbage("stop")
+print(ran == 3000 + made, made > 0)
+]])
+    assert.same({ "true\ttrue\n", "", 0 }, { out, err, code })
+  end)
+
+  it("a spawn burst inside a finalizer leaves the collector's pause as it "
+     .. "was", function()
+    local out, err, code = cli.script([[
+collectgarbage("setpause", 200)
+setmetatable({}, { __gc = function()
+  for _ = 1, 1100 do spawn(function() end) end
+end })
+collectgarbage()
+sleep(0) sleep(0) sleep(0)
+print(collectgarbage("setpause", 200))
+]])
+    assert.same({ "200\n", "", 0 }, { out, err, code })
+  end)
 end)
 
 describe("the debug library aimed at loom's objects", function()

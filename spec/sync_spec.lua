@@ -40,6 +40,7 @@ describe("Queue", function()
     assert.equal("two", q:try_get())
     assert.same({ 3 }, q:get())
     assert.is_nil(q:try_get())
+    assert.equal(1, select("#", q:try_get()))  -- a nil, not nothing
     assert.equal(0, #q)
   end)
 

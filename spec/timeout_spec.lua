@@ -17,6 +17,24 @@ describe("loom.timeout", function()
     assert.equal(0, select("#", loom.timeout(1, function() end)))
   end)
 
+  it("fires at the next wait when the deadline passed while its coroutine "
+     .. "was suspended by a yield", function()
+    local co = coroutine.wrap(function()
+      return pcall(loom.timeout, 0.05, function()
+        coroutine.yield("paused")
+        sleep(0.5)  -- already past the deadline: must not run to its end
+        return "finished"
+      end)
+    end)
+    local t0 = loom.now()
+    assert.equal("paused", co())
+    sleep(0.1)
+    local ok, err = co()
+    assert.is_false(ok)
+    assert.is_true(loom.is_timeout(err), tostring(err))
+    assert.is_true(loom.now() - t0 < 0.4)
+  end)
+
   it("raises a Timeout error at the deadline", function()
     local t0 = loom.now()
     local e = err_of(loom.timeout, 0.02, function() loom.sleep(10) end)

@@ -216,8 +216,8 @@ print(line, gap < 0.15)
     local size = loom.worker.size()
     local busy = {}
     for i = 1, size do
-      busy[i] = spawn(loom.to_thread, function()
-        local t = os.time() while os.time() - t < 1 do end end)
+      -- busy until cancelled (os.time's 1 s steps could end it at once)
+      busy[i] = spawn(loom.to_thread, function() while true do end end)
     end
     local queued = spawn(loom.to_thread, function() return "ran" end)
     sleep(0.05)
