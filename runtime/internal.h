@@ -272,7 +272,9 @@ void loom__push_timeout(lua_State *L, double seconds, const char *more);
 void loom__open_timeout(lua_State *L, loom_t *lm);
 /* t finished: its loom.timeout records (frames it abandoned) let go. */
 void loom__timeouts_orphan(loom_t *lm, loom_task_t *t);
-void loom__timeouts_due(lua_State *L, loom_t *lm, loom_task_t *t);
+/* Before a wait in L: raises the Cancelled of a deadline that passed while
+** L was suspended by a plain yield, if any. */
+void loom__timeouts_due(lua_State *L, loom_task_t *t);
 /* Awaits the task or future at idx for at most the seconds at sidx (none
 ** or nil: no limit); a task still running then is cancelled, and waited
 ** for, and Timeout is raised. */

@@ -29,7 +29,9 @@
 ** so nothing the debug library does to the stack can free one under the
 ** timer; a record whose frame is abandoned (a coroutine that errored or
 ** never resumed) stays armed, but its firing is ignored unless its code
-** is the one waiting, and it is let go when its task finishes.
+** is the one waiting, and it is let go when its task finishes. One that
+** fires while its coroutine is suspended by a plain yield is late: it is
+** delivered at that coroutine's next wait (loom__timeouts_due).
 */
 #include <stdio.h>
 #include <string.h>
@@ -188,14 +190,13 @@ static void timeout_fire(loom__waiter *w, int failed) {
 /* Before a wait in L: a deadline that passed while L was suspended by a
 ** plain coroutine.yield is delivered now, the outermost first, as if it
 ** had fired during this wait. */
-void loom__timeouts_due(lua_State *L, loom_t *lm, loom_task_t *t) {
+void loom__timeouts_due(lua_State *L, loom_task_t *t) {
   loom__timeout *due = NULL;
   for (loom__timeout *x = t->timeouts; x != NULL; x = x->outer)
     if (x->late && x->L == L) due = x;
   if (due == NULL) return;
   for (loom__timeout *x = t->timeouts; x != NULL; x = x->outer)
     if (x->L == L) x->late = 0;
-  (void)lm;
   note_where(due, t);
   loom__push_cancelled(L, due);
   lua_error(L);

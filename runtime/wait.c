@@ -36,7 +36,7 @@ loom_task_t *loom__prepare_suspend(lua_State *L, loom_t *lm,
     loom__push_cancelled(L, reason);
     lua_error(L);
   }
-  if (t->timeouts != NULL) loom__timeouts_due(L, lm, t);
+  if (t->timeouts != NULL) loom__timeouts_due(L, t);
   return t;
 }
 
