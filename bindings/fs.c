@@ -1031,15 +1031,8 @@ static void open_file_type(lua_State *L, loom__io *io) {
     {"__gc", f_gc}, {"__close", f_close}, {"__tostring", f_tostring},
     {NULL, NULL}
   };
-  if (io->file_type.mt != NULL) return;
-  luaL_newmetatable(L, "loom.File");
-  io->file_type.name = "loom.File";
-  loom__type_init(L, &io->file_type, sizeof(file_ud));
-  loom__setfuncs(L, metamethods);
-  lua_newtable(L);
-  loom__setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  loom__io_type(L, &io->file_type, "loom.File", sizeof(file_ud),
+                metamethods, methods, NULL);
 }
 
 int luaopen_loom_fs(lua_State *L) {

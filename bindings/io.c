@@ -200,6 +200,22 @@ int loom__io_optfield(lua_State *L, int idx, const char *field,
   return lua_rawget(L, idx < 0 ? idx - 1 : idx);  /* raw: no metamethods */
 }
 
+void loom__io_type(lua_State *L, loom__type *ty, const char *name,
+                   size_t size, const luaL_Reg *metamethods,
+                   const luaL_Reg *methods, lua_CFunction index) {
+  if (ty->mt != NULL) return;
+  luaL_newmetatable(L, name);
+  ty->name = name;
+  loom__type_init(L, ty, size);
+  loom__setfuncs(L, metamethods);
+  if (index != NULL) loom__push_box(L);
+  lua_newtable(L);
+  loom__setfuncs(L, methods);
+  if (index != NULL) lua_pushcclosure(L, index, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 void loom__io_ignore_sigpipe(void) {
   static int done;
   if (done) return;

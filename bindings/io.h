@@ -88,6 +88,13 @@ double loom__io_opttimeout_field(lua_State *L, int idx, const char *fname);
 ** absent), the value pushed. Raises if idx holds neither nil nor a table. */
 int loom__io_optfield(lua_State *L, int idx, const char *field,
                       const char *fname);
+/* Makes the metatable of one of the I/O types, once per runtime (does
+** nothing if ty has one): name, size and metamethods, and the methods as
+** __index; with index, __index is that function instead, over the box
+** and the methods table as upvalues (for fields computed on the fly). */
+void loom__io_type(lua_State *L, loom__type *ty, const char *name,
+                   size_t size, const luaL_Reg *metamethods,
+                   const luaL_Reg *methods, lua_CFunction index);
 /* Ignores SIGPIPE (once per process): writing to a closed socket or pipe
 ** must give EPIPE, not kill the process. */
 void loom__io_ignore_sigpipe(void);

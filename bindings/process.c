@@ -479,17 +479,8 @@ static void open_process_type(lua_State *L, loom__io *io) {
     {"__gc", p_gc}, {"__close", p_close}, {"__tostring", p_tostring},
     {NULL, NULL}
   };
-  if (io->process_type.mt != NULL) return;
-  luaL_newmetatable(L, "loom.Process");
-  io->process_type.name = "loom.Process";
-  loom__type_init(L, &io->process_type, sizeof(proc_ud));
-  loom__setfuncs(L, metamethods);
-  loom__push_box(L);
-  lua_newtable(L);
-  loom__setfuncs(L, methods);
-  lua_pushcclosure(L, p_index, 2);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  loom__io_type(L, &io->process_type, "loom.Process", sizeof(proc_ud),
+                metamethods, methods, p_index);
 }
 
 int luaopen_loom_process(lua_State *L) {

@@ -415,15 +415,8 @@ static void open_sigsub_type(lua_State *L, loom__io *io) {
     {"__gc", sub_gc}, {"__close", sub_close}, {"__tostring", sub_tostring},
     {NULL, NULL}
   };
-  if (io->sigsub_type.mt != NULL) return;
-  luaL_newmetatable(L, "loom.Subscription");
-  io->sigsub_type.name = "loom.Subscription";
-  loom__type_init(L, &io->sigsub_type, sizeof(sigsub));
-  loom__setfuncs(L, metamethods);
-  lua_newtable(L);
-  loom__setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  loom__io_type(L, &io->sigsub_type, "loom.Subscription", sizeof(sigsub),
+                metamethods, methods, NULL);
 }
 
 int luaopen_loom_signal(lua_State *L) {

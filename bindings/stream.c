@@ -772,13 +772,6 @@ void loom__stream_open_type(lua_State *L, loom__io *io) {
     {"__gc", s_gc}, {"__close", s_close}, {"__tostring", s_tostring},
     {NULL, NULL}
   };
-  if (io->stream_type.mt != NULL) return;
-  luaL_newmetatable(L, "loom.Stream");
-  io->stream_type.name = "loom.Stream";
-  loom__type_init(L, &io->stream_type, sizeof(stream_ud));
-  loom__setfuncs(L, metamethods);
-  lua_newtable(L);
-  loom__setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  loom__io_type(L, &io->stream_type, "loom.Stream", sizeof(stream_ud),
+                metamethods, methods, NULL);
 }

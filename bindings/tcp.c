@@ -434,17 +434,8 @@ static void open_server_type(lua_State *L, loom__io *io) {
     {"__gc", srv_gc}, {"__close", srv_close}, {"__tostring", srv_tostring},
     {NULL, NULL}
   };
-  if (io->server_type.mt != NULL) return;
-  luaL_newmetatable(L, "loom.Server");
-  io->server_type.name = "loom.Server";
-  loom__type_init(L, &io->server_type, sizeof(server_ud));
-  loom__setfuncs(L, metamethods);
-  loom__push_box(L);
-  lua_newtable(L);
-  loom__setfuncs(L, methods);
-  lua_pushcclosure(L, srv_index, 2);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  loom__io_type(L, &io->server_type, "loom.Server", sizeof(server_ud),
+                metamethods, methods, srv_index);
 }
 
 int luaopen_loom_tcp(lua_State *L) {
