@@ -95,6 +95,25 @@ for f in bench/*.lua; do
   fi
 done
 
+# scripts/bench refuses bad arguments before it builds or runs anything
+# want ARGS -> "MESSAGE": exit 2 and that message on stderr
+want() {
+  local msg=$1 err rc
+  shift
+  err=$(scripts/bench "$@" 2>&1 >/dev/null)
+  rc=$?
+  if [ $rc -eq 2 ] && [[ $err == "bench: $msg"* ]]; then
+    echo "ok   scripts/bench $*: $err"
+  else
+    echo "FAIL scripts/bench $* (exit $rc): $err"
+    fail=1
+  fi
+}
+want "unknown option --bogus" --bogus
+want "unknown workload nosuch" nosuch
+want "--chart needs a file" --chart
+want "--out needs a file" --out
+
 # the tables and the chart, from the lines above
 if "$LOOM" bench/report.lua --chart "$tmp/chart.svg" "$tmp/results" \
      >"$tmp/report" 2>&1 && grep -q '^| spawn_gather | loom ' "$tmp/report" &&
